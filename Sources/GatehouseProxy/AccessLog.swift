@@ -1,0 +1,36 @@
+import Logging
+
+/// One access-log line per request. What it holds is chosen so it can never carry a secret:
+/// no header values, and the path with query values removed (`LoggedPath`).
+struct AccessLogEntry {
+    var method: String
+    var path: String
+    var requestID: String
+    var status = 0
+    var bytes = 0
+    var duration = Duration.zero
+    var upstreamDuration: Duration?
+    /// Why the exchange ended abnormally, from a fixed vocabulary; nil when it completed.
+    var outcome: String?
+
+    func log(to logger: Logger) {
+        var metadata: Logger.Metadata = [
+            "method": .string(method),
+            "path": .string(path),
+            "status": .stringConvertible(status),
+            "bytes": .stringConvertible(bytes),
+            "duration_ms": .string(Self.milliseconds(duration)),
+            "request_id": .string(requestID),
+        ]
+        if let upstreamDuration { metadata["upstream_ms"] = .string(Self.milliseconds(upstreamDuration)) }
+        if let outcome { metadata["outcome"] = .string(outcome) }
+        logger.info("request", metadata: metadata)
+    }
+
+    static func milliseconds(_ duration: Duration) -> String {
+        let micros = duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
+        let whole = micros / 1_000
+        let fraction = micros % 1_000
+        return "\(whole)." + String(repeating: "0", count: 3 - String(fraction).count) + String(fraction)
+    }
+}

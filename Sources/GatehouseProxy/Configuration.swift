@@ -1,0 +1,176 @@
+public import Logging
+
+/// gatehouse's whole configuration, read from `GATEHOUSE_*` environment variables only.
+///
+/// A variable that is present but malformed is an error, never replaced by its default:
+/// a typo in a timeout must not silently become 60 s in production. `load` gathers every
+/// problem at once so an operator fixes them in one round.
+public struct GatehouseConfiguration: Sendable {
+    public var upstream: UpstreamURL
+    public var listen: ListenAddress
+    public var adminListen: ListenAddress
+    var trustedProxies: [CIDR]
+    public var upstreamTimeout: Duration
+    public var upstreamConnectTimeout: Duration
+    public var upstreamIdleTimeout: Duration
+    public var maxHeaderBytes: Int
+    public var headerReadTimeout: Duration
+    public var shutdownDelay: Duration
+    public var shutdownTimeout: Duration
+    public var logLevel: Logger.Level
+    public var logFormat: LogFormat
+    /// `GATEHOUSE_*` names we do not know (typos, or variables Kubernetes injects for a
+    /// Service named `gatehouse`): warned about at startup, not fatal.
+    public var unknownVariables: [String]
+
+    public enum LogFormat: String, Sendable { case json, text }
+
+    /// One malformed or missing variable.
+    public struct Problem: Sendable, Equatable, CustomStringConvertible {
+        public var variable: String
+        public var message: String
+        public var description: String { "\(variable): \(message)" }
+    }
+
+    /// Every variable gatehouse reads, with its default and meaning, in README order.
+    public static let reference: [(name: String, defaultValue: String, meaning: String)] = [
+        ("GATEHOUSE_UPSTREAM", "(required)", "FastAPI's base URL, e.g. http://127.0.0.1:8000; may carry a path prefix"),
+        ("GATEHOUSE_LISTEN", "0.0.0.0:8080", "address for proxied traffic"),
+        ("GATEHOUSE_ADMIN_LISTEN", "0.0.0.0:9901", "address for /healthz and /readyz"),
+        ("GATEHOUSE_TRUSTED_PROXIES", "(none)", "CIDR list whose X-Forwarded-* headers are trusted and extended"),
+        ("GATEHOUSE_UPSTREAM_TIMEOUT", "60s", "time from the end of the request body to the upstream's response headers (504 after)"),
+        ("GATEHOUSE_UPSTREAM_CONNECT_TIMEOUT", "5s", "time to open a TCP connection to the upstream (504 after)"),
+        ("GATEHOUSE_UPSTREAM_IDLE_TIMEOUT", "300s", "longest silence on an exchange; a stream that sends nothing this long is ended"),
+        ("GATEHOUSE_MAX_HEADER_BYTES", "32KiB", "largest request header block accepted (431 above)"),
+        ("GATEHOUSE_HEADER_READ_TIMEOUT", "10s", "time a client has to send its request headers, and the keep-alive idle time"),
+        ("GATEHOUSE_SHUTDOWN_DELAY", "5s", "after SIGTERM, time /readyz reports 503 while traffic is still served"),
+        ("GATEHOUSE_SHUTDOWN_TIMEOUT", "25s", "after the delay, time in-flight requests get to finish before they are closed"),
+        ("GATEHOUSE_LOG_LEVEL", "info", "trace, debug, info, notice, warning, error or critical"),
+        ("GATEHOUSE_LOG_FORMAT", "json (text on a terminal)", "json: one object per line; text: human-readable"),
+    ]
+
+    /// Reads the configuration; returns every problem found.
+    public static func load(
+        environment: [String: String], stdoutIsTerminal: Bool = false
+    ) -> Result<GatehouseConfiguration, ConfigurationError> {
+        var reader = EnvironmentReader(environment: environment)
+        let upstream = reader.required("GATEHOUSE_UPSTREAM", expected: UpstreamURL.expected, UpstreamURL.parse)
+        let listen = reader.value("GATEHOUSE_LISTEN", default: "0.0.0.0:8080", expected: ListenAddress.expected, ListenAddress.parse)
+        let admin = reader.value("GATEHOUSE_ADMIN_LISTEN", default: "0.0.0.0:9901", expected: ListenAddress.expected, ListenAddress.parse)
+        let trusted = reader.value("GATEHOUSE_TRUSTED_PROXIES", default: "", expected: CIDR.expected) { (text: String) -> [CIDR]? in
+            var blocks: [CIDR] = []
+            for item in text.split(separator: ",") where !item.trimmingSpaces().isEmpty {
+                guard let block = CIDR.parse(String(item)) else { return nil }
+                blocks.append(block)
+            }
+            return blocks
+        }
+        let timeout = reader.positiveDuration("GATEHOUSE_UPSTREAM_TIMEOUT", default: "60s")
+        let connectTimeout = reader.positiveDuration("GATEHOUSE_UPSTREAM_CONNECT_TIMEOUT", default: "5s")
+        let idle = reader.positiveDuration("GATEHOUSE_UPSTREAM_IDLE_TIMEOUT", default: "300s")
+        let maxHeader = reader.value("GATEHOUSE_MAX_HEADER_BYTES", default: "32KiB", expected: SizeValue.expected + ", from 1KiB to 1MiB") {
+            SizeValue.parse($0).flatMap { (1024...(1 << 20)).contains($0) ? $0 : nil }
+        }
+        let headerRead = reader.positiveDuration("GATEHOUSE_HEADER_READ_TIMEOUT", default: "10s")
+        let delay = reader.value("GATEHOUSE_SHUTDOWN_DELAY", default: "5s", expected: DurationValue.expected, DurationValue.parse)
+        let shutdownTimeout = reader.value("GATEHOUSE_SHUTDOWN_TIMEOUT", default: "25s", expected: DurationValue.expected, DurationValue.parse)
+        let level = reader.value("GATEHOUSE_LOG_LEVEL", default: "info", expected: "one of trace, debug, info, notice, warning, error, critical") {
+            Logger.Level(rawValue: $0.lowercased())
+        }
+        let format = reader.value(
+            "GATEHOUSE_LOG_FORMAT", default: stdoutIsTerminal ? "text" : "json", expected: "json or text"
+        ) { LogFormat(rawValue: $0.lowercased()) }
+
+        let known = Set(reference.map(\.name))
+        let unknown = environment.keys.filter { $0.hasPrefix("GATEHOUSE_") && !known.contains($0) }.sorted()
+
+        guard reader.problems.isEmpty, let upstream, let listen, let admin, let trusted, let timeout, let connectTimeout,
+            let idle, let maxHeader, let headerRead, let delay, let shutdownTimeout, let level, let format
+        else { return .failure(ConfigurationError(problems: reader.problems)) }
+        if listen == admin {
+            return .failure(ConfigurationError(problems: [
+                Problem(variable: "GATEHOUSE_ADMIN_LISTEN", message: "must differ from GATEHOUSE_LISTEN (\(listen))")
+            ]))
+        }
+        return .success(GatehouseConfiguration(
+            upstream: upstream, listen: listen, adminListen: admin, trustedProxies: trusted,
+            upstreamTimeout: timeout, upstreamConnectTimeout: connectTimeout, upstreamIdleTimeout: idle,
+            maxHeaderBytes: maxHeader, headerReadTimeout: headerRead, shutdownDelay: delay,
+            shutdownTimeout: shutdownTimeout, logLevel: level, logFormat: format, unknownVariables: unknown))
+    }
+
+    /// The effective configuration as `NAME=value` lines, for `check-config` and the startup
+    /// log. Nothing here is secret today (credentials in the upstream URL are rejected), but
+    /// every value passes through `redacted` so later secrets cannot leak by omission.
+    public var effectiveSettings: [(name: String, value: String)] {
+        [
+            ("GATEHOUSE_UPSTREAM", upstream.description),
+            ("GATEHOUSE_LISTEN", listen.description),
+            ("GATEHOUSE_ADMIN_LISTEN", adminListen.description),
+            ("GATEHOUSE_TRUSTED_PROXIES", trustedProxies.map(\.description).joined(separator: ",")),
+            ("GATEHOUSE_UPSTREAM_TIMEOUT", upstreamTimeout.settingText),
+            ("GATEHOUSE_UPSTREAM_CONNECT_TIMEOUT", upstreamConnectTimeout.settingText),
+            ("GATEHOUSE_UPSTREAM_IDLE_TIMEOUT", upstreamIdleTimeout.settingText),
+            ("GATEHOUSE_MAX_HEADER_BYTES", String(maxHeaderBytes)),
+            ("GATEHOUSE_HEADER_READ_TIMEOUT", headerReadTimeout.settingText),
+            ("GATEHOUSE_SHUTDOWN_DELAY", shutdownDelay.settingText),
+            ("GATEHOUSE_SHUTDOWN_TIMEOUT", shutdownTimeout.settingText),
+            ("GATEHOUSE_LOG_LEVEL", logLevel.rawValue),
+            ("GATEHOUSE_LOG_FORMAT", logFormat.rawValue),
+        ]
+    }
+}
+
+/// All problems found in the environment; printed one per line.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var problems: [GatehouseConfiguration.Problem]
+    public var description: String { problems.map(\.description).joined(separator: "\n") }
+}
+
+/// Reads variables and records a `Problem` for each malformed one.
+struct EnvironmentReader {
+    let environment: [String: String]
+    var problems: [GatehouseConfiguration.Problem] = []
+
+    mutating func value<T>(_ name: String, default fallback: String, expected: String, _ parse: (String) -> T?) -> T? {
+        let raw = environment[name]
+        guard let parsed = parse(raw ?? fallback) else {
+            let shown = raw.map { "\"\(Self.printable($0))\"" } ?? "(default)"
+            problems.append(.init(variable: name, message: "invalid value \(shown); expected \(expected)"))
+            return nil
+        }
+        return parsed
+    }
+
+    mutating func required<T>(_ name: String, expected: String, _ parse: (String) -> T?) -> T? {
+        guard let raw = environment[name], !raw.isEmpty else {
+            problems.append(.init(variable: name, message: "is required; expected \(expected)"))
+            return nil
+        }
+        return value(name, default: raw, expected: expected, parse)
+    }
+
+    mutating func positiveDuration(_ name: String, default fallback: String) -> Duration? {
+        value(name, default: fallback, expected: DurationValue.expected + ", greater than 0") {
+            DurationValue.parse($0).flatMap { $0 > .zero ? $0 : nil }
+        }
+    }
+
+    /// Shows a bad value without control characters and at bounded length.
+    static func printable(_ text: String) -> String {
+        let cleaned = String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : Character($0) })
+        return cleaned.count > 80 ? String(cleaned.prefix(80)) + "…" : cleaned
+    }
+}
+
+extension Duration {
+    /// `1500ms`, `30s`, … as the setting would be written.
+    var settingText: String {
+        let ms = components.seconds * 1_000 + components.attoseconds / 1_000_000_000_000_000
+        return ms % 1_000 == 0 ? "\(ms / 1_000)s" : "\(ms)ms"
+    }
+
+    var milliseconds: Int {
+        Int(components.seconds * 1_000 + components.attoseconds / 1_000_000_000_000_000)
+    }
+}

@@ -1,0 +1,25 @@
+/// Hop-by-hop header fields (RFC 9110 §7.6.1): they describe one connection, not the
+/// message, so a proxy removes them in both directions — the fixed set below plus every
+/// field the `Connection` header names.
+///
+/// `Proxy-Authorization` and `Proxy-Authenticate` are included: they are addressed to the
+/// proxy itself (RFC 9110 §11.7) and must never reach FastAPI or the client.
+enum HopByHopHeaders {
+    static let fixed: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "te", "transfer-encoding",
+        "upgrade", "trailer", "proxy-authorization", "proxy-authenticate",
+    ]
+
+    /// The lowercased names to drop for a message whose `Connection` field values are given.
+    /// Returns `fixed` itself (no allocation) in the common case of no extra nominations.
+    static func names(connectionValues: some Sequence<String>) -> Set<String> {
+        var names = fixed
+        for value in connectionValues {
+            for token in value.split(separator: ",") {
+                let name = token.trimmingSpaces().lowercased()
+                if !name.isEmpty { names.insert(name) }
+            }
+        }
+        return names
+    }
+}

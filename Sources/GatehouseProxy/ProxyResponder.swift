@@ -1,0 +1,213 @@
+public import GatehouseUpstream
+import HTTPTypes
+public import HummingbirdCore
+public import Logging
+public import NIOCore
+
+/// Serves one client request: checks it, forwards it through the upstream client, and
+/// streams the answer back. One instance serves every connection; it holds no per-request
+/// state.
+///
+/// Order of work for a request (each step can end it):
+/// 1. framing checks the HTTP decoder leaves to us (Host, Content-Length) → 400;
+/// 2. header rewrite: hop-by-hop fields dropped, forwarding fields rebuilt, request id;
+/// 3. the exchange starts; the request body is pumped concurrently (with backpressure);
+/// 4. upstream head → 502/504 on failure, else the head is sent to the client;
+/// 5. body chunks are relayed as they arrive; if the upstream dies mid-body the client's
+///    connection is aborted, so a cut body never looks complete.
+public struct ProxyResponder: Sendable {
+    let configuration: GatehouseConfiguration
+    let client: UpstreamClient
+    let forwarding: ForwardingHeaders
+    let logger: Logger
+
+    public init(configuration: GatehouseConfiguration, client: UpstreamClient, logger: Logger) {
+        self.configuration = configuration
+        self.client = client
+        self.forwarding = ForwardingHeaders(trustedProxies: configuration.trustedProxies)
+        self.logger = logger
+    }
+
+    public func respond(to request: Request, writer: consuming ResponseWriter, channel: any Channel) async throws {
+        let started = ContinuousClock.now
+        let requestID = RequestID.accept(request.headers[.requestID]) ?? RequestID.generate()
+        var entry = AccessLogEntry(
+            method: request.method.rawValue, path: LoggedPath.redacting(request.head.path ?? ""), requestID: requestID)
+        defer {
+            entry.duration = ContinuousClock.now - started
+            entry.log(to: logger)
+        }
+
+        let upstreamRequest: UpstreamRequest
+        switch makeUpstreamRequest(request, requestID: requestID, peer: channel.remoteAddress?.ipAddress) {
+        case .success(let built): upstreamRequest = built
+        case .failure(let problem):
+            entry.status = problem.status.code
+            entry.outcome = "rejected"
+            try await send(problem, to: writer, requestID: requestID, closeConnection: true)
+            return
+        }
+
+        if upstreamRequest.body != .none, request.headers[.expect]?.lowercased() == "100-continue" {
+            try await writer.writeInformationalHead(HTTPResponse(status: .continue))
+        }
+
+        let exchange = client.start(upstreamRequest)
+        let pump: Task<Bool, Never>? =
+            upstreamRequest.body == .none ? nil : Task { await Self.pumpRequestBody(request.body, into: exchange) }
+
+        let head: UpstreamResponseHead
+        do {
+            head = try await exchange.responseHead()
+            entry.upstreamDuration = ContinuousClock.now - started
+        } catch {
+            let bodyComplete = await pump?.value ?? true
+            let response = Self.errorResponse(for: error)
+            entry.status = response.status.code
+            entry.outcome = Self.reason(for: error)
+            if case UpstreamError.cancelled = error { throw error }  // the client went away
+            try await send(response, to: writer, requestID: requestID, closeConnection: !bodyComplete)
+            return
+        }
+
+        entry.status = head.status
+        var bodyWriter = try await writer.writeHead(responseHead(from: head, requestID: requestID))
+        do {
+            while let chunk = try await exchange.nextBodyChunk() {
+                entry.bytes += chunk.readableBytes
+                try await bodyWriter.write(chunk)
+            }
+            try await bodyWriter.finish(nil)
+        } catch {
+            exchange.cancel()
+            _ = await pump?.value
+            entry.outcome = error is UpstreamError ? Self.reason(for: error) : "client_closed"
+            throw error  // HummingbirdCore closes the connection: the client sees a cut, not an end.
+        }
+        _ = await pump?.value
+    }
+
+    // MARK: Request
+
+    func makeUpstreamRequest(
+        _ request: Request, requestID: String, peer: String?
+    ) -> Result<UpstreamRequest, ErrorResponse> {
+        let fields = request.headers
+        // RFC 9112 §3.2: exactly one Host in an HTTP/1.1 request.
+        guard let authority = request.head.authority else { return .failure(.badRequest("Missing Host header")) }
+        if fields[.host] != nil { return .failure(.badRequest("Multiple Host headers")) }
+        guard let path = request.head.path, path.hasPrefix("/") else {
+            return .failure(.badRequest("Request target must be an absolute path"))
+        }
+
+        // RFC 9112 §6.3: a message with both is an attack vector (request smuggling).
+        let contentLengths = fields[values: .contentLength]
+        let chunked = fields[.transferEncoding] != nil
+        if chunked && !contentLengths.isEmpty {
+            return .failure(.badRequest("Both Content-Length and Transfer-Encoding"))
+        }
+        var body = UpstreamRequest.Body.none
+        if chunked {
+            body = .streamed
+        } else if let first = contentLengths.first {
+            guard contentLengths.allSatisfy({ $0 == first }), first.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                let length = Int64(first)
+            else { return .failure(.badRequest("Invalid Content-Length")) }
+            body = .length(length)
+        }
+
+        let connectionValues = fields[values: .connection]
+        let hopByHop = connectionValues.isEmpty ? HopByHopHeaders.fixed : HopByHopHeaders.names(connectionValues: connectionValues)
+        var headers: [(name: String, value: String)] = [("Host", authority)]
+        headers.reserveCapacity(fields.count + 4)
+        var incoming = ForwardingHeaders.Incoming()
+        for field in fields {
+            let name = field.name.canonicalName
+            if hopByHop.contains(name) || Self.rebuilt.contains(name) { continue }
+            if ForwardingHeaders.managed.contains(name) {
+                switch name {
+                case "x-forwarded-for": incoming.forwardedFor.append(field.value)
+                case "x-forwarded-proto": incoming.forwardedProto = field.value
+                case "x-forwarded-host": incoming.forwardedHost = field.value
+                default: break
+                }
+                continue
+            }
+            headers.append((field.name.rawName, field.value))
+        }
+        headers += forwarding.fields(peer: peer, host: authority, incoming: incoming)
+        headers.append(("X-Request-Id", requestID))
+        return .success(UpstreamRequest(
+            origin: configuration.upstream.origin, target: configuration.upstream.pathPrefix + path,
+            method: request.method.rawValue, headers: headers, body: body))
+    }
+
+    /// Request fields the proxy regenerates rather than copies (lowercased).
+    static let rebuilt: Set<String> = ["content-length", "expect", "x-request-id", "host"]
+
+    /// Copies the request body to the exchange. Returns whether the whole body was read
+    /// (if not, the connection cannot be reused: the rest of the body is still on it).
+    static func pumpRequestBody(_ body: RequestBody, into exchange: UpstreamExchange) async -> Bool {
+        do {
+            for try await chunk in body {
+                try await exchange.writeRequestBody(chunk)
+            }
+            exchange.finishRequestBody()
+            return true
+        } catch UpstreamError.requestBodyNotNeeded {
+            return false
+        } catch {
+            exchange.cancel()
+            return false
+        }
+    }
+
+    // MARK: Response
+
+    func responseHead(from head: UpstreamResponseHead, requestID: String) -> HTTPResponse {
+        var hopByHop = HopByHopHeaders.fixed
+        if head.headers.contains(where: { $0.name.lowercased() == "connection" }) {
+            hopByHop = HopByHopHeaders.names(connectionValues: head.headers.lazy.filter { $0.name.lowercased() == "connection" }.map(\.value))
+        }
+        var fields = HTTPFields()
+        fields.reserveCapacity(head.headers.count + 1)
+        for header in head.headers {
+            guard let name = HTTPField.Name(header.name) else { continue }
+            if hopByHop.contains(name.canonicalName) || name == .requestID { continue }
+            fields.append(HTTPField(name: name, value: header.value))
+        }
+        fields[.requestID] = requestID
+        return HTTPResponse(status: .init(code: head.status), headerFields: fields)
+    }
+
+    func send(
+        _ response: ErrorResponse, to writer: consuming ResponseWriter, requestID: String, closeConnection: Bool
+    ) async throws {
+        var body = try await writer.writeHead(response.head(requestID: requestID, closeConnection: closeConnection))
+        try await body.write(response.body)
+        try await body.finish(nil)
+    }
+
+    static func errorResponse(for error: any Error) -> ErrorResponse {
+        switch error as? UpstreamError {
+        case .headersTimedOut?, .idleTimedOut?: return .gatewayTimeout
+        default: return .badGateway
+        }
+    }
+
+    /// Short, bounded vocabulary for logs (never raw error text from the network).
+    static func reason(for error: any Error) -> String {
+        switch error as? UpstreamError {
+        case .headersTimedOut?: return "upstream_timeout"
+        case .idleTimedOut?: return "upstream_idle_timeout"
+        case .cancelled?: return "cancelled"
+        case .requestBodyNotNeeded?: return "body_not_needed"
+        case .unavailable?: return "upstream_unavailable"
+        case nil: return "client_closed"
+        }
+    }
+}
+
+extension HTTPField.Name {
+    static let host = HTTPField.Name("Host")!
+}

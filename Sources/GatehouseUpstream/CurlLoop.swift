@@ -1,0 +1,170 @@
+import CCurl
+import Foundation
+import Synchronization
+
+/// The one thread that drives libcurl.
+///
+/// **Invariant (libcurl's thread rules):** the multi handle and every easy handle are touched
+/// only by the loop thread started in `init`. Other threads talk to it through `enqueue`,
+/// which appends to `commands` under its mutex and calls `curl_multi_wakeup`, the one libcurl
+/// call documented as safe from any thread. `curl_easy_pause` runs on the loop thread, where
+/// it may re-enter our callbacks before returning; callbacks take only the exchange's own
+/// lock, never `commands`' lock while holding it, so re-entry cannot deadlock.
+///
+/// Each loop iteration: drain commands → `curl_multi_perform` → reap finished transfers →
+/// check our own timers (time to response head, idle) → `curl_multi_poll`.
+final class CurlLoop: Sendable {
+    enum Command {
+        case start(UpstreamExchange)
+        case resume(UpstreamExchange)
+        case cancel(UpstreamExchange, UpstreamError)
+        case stop
+    }
+
+    private let multi: MultiHandle
+    private let commands = Mutex<[Command]>([])
+    private let configuration: UpstreamClientConfiguration
+    private let stopped = Mutex(false)
+
+    init(configuration: UpstreamClientConfiguration) {
+        CurlGlobal.initialise()
+        self.configuration = configuration
+        self.multi = MultiHandle(pointer: curl_multi_init())
+        _ = gh_multi_setopt_long(multi.pointer, CURLMOPT_MAXCONNECTS, 1024)
+        let thread = Thread { [self] in
+            LoopThread(multi: self.multi.pointer, configuration: self.configuration, loop: self).run()
+        }
+        thread.name = "gatehouse-curl"
+        thread.start()
+    }
+
+    func start(_ exchange: UpstreamExchange) { enqueue(.start(exchange)) }
+    func resume(_ exchange: UpstreamExchange) { enqueue(.resume(exchange)) }
+    func cancel(_ exchange: UpstreamExchange, reason: UpstreamError = .cancelled) { enqueue(.cancel(exchange, reason)) }
+
+    /// Cancels every transfer and ends the thread.
+    func stop() {
+        let already = stopped.withLock { s in
+            defer { s = true }
+            return s
+        }
+        if !already { enqueue(.stop) }
+    }
+
+    private func enqueue(_ command: Command) {
+        commands.withLock { $0.append(command) }
+        curl_multi_wakeup(multi.pointer)
+    }
+
+    fileprivate func takeCommands() -> [Command] {
+        commands.withLock { queue in
+            defer { queue.removeAll(keepingCapacity: true) }
+            return queue
+        }
+    }
+}
+
+/// A `CURLM*` that may be shared across threads only for `curl_multi_wakeup`
+/// (every other use is confined to the loop thread by `CurlLoop`'s invariant).
+private struct MultiHandle: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+}
+
+enum CurlGlobal {
+    /// `curl_global_init` is not thread-safe and must run once before any other curl call.
+    private static let once: Void = { _ = curl_global_init(GH_GLOBAL_ALL) }()
+    static func initialise() { once }
+}
+
+/// Everything only the loop thread may touch.
+private final class LoopThread {
+    let multi: UnsafeMutableRawPointer
+    let configuration: UpstreamClientConfiguration
+    unowned let loop: CurlLoop
+    var active: [ObjectIdentifier: EasyTransfer] = [:]
+    var nextSweep = ContinuousClock.now
+
+    init(multi: UnsafeMutableRawPointer, configuration: UpstreamClientConfiguration, loop: CurlLoop) {
+        self.multi = multi
+        self.configuration = configuration
+        self.loop = loop
+    }
+
+    func run() {
+        var running: Int32 = 0
+        while true {
+            for command in loop.takeCommands() {
+                switch command {
+                case .start(let exchange): start(exchange)
+                case .resume(let exchange):
+                    if let transfer = active[ObjectIdentifier(exchange)] {
+                        _ = curl_easy_pause(transfer.easy, GH_PAUSE_CONT)
+                    }
+                case .cancel(let exchange, let reason):
+                    if let transfer = active[ObjectIdentifier(exchange)] { finish(transfer, .failure(reason)) }
+                case .stop:
+                    for transfer in active.values { finish(transfer, .failure(.cancelled)) }
+                    curl_multi_cleanup(multi)
+                    return
+                }
+            }
+            curl_multi_perform(multi, &running)
+            reapFinished()
+            sweepTimers()
+            var fds: Int32 = 0
+            curl_multi_poll(multi, nil, 0, active.isEmpty ? 1000 : 100, &fds)
+        }
+    }
+
+    private func start(_ exchange: UpstreamExchange) {
+        let transfer = EasyTransfer(exchange: exchange, configuration: configuration)
+        guard let easy = transfer.easy else {
+            exchange.complete(.failure(.unavailable("could not create a curl handle")))
+            return
+        }
+        if let problem = transfer.configure() {
+            exchange.complete(.failure(.unavailable(problem)))
+            transfer.release()
+            return
+        }
+        active[ObjectIdentifier(exchange)] = transfer
+        curl_multi_add_handle(multi, easy)
+    }
+
+    private func reapFinished() {
+        var remaining: Int32 = 0
+        while let message = curl_multi_info_read(multi, &remaining) {
+            guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
+            let code = gh_msg_result(message)
+            var privateData: UnsafeMutableRawPointer?
+            _ = gh_easy_getinfo_ptr(easy, CURLINFO_PRIVATE, &privateData)
+            guard let privateData else { continue }
+            let transfer = Unmanaged<EasyTransfer>.fromOpaque(privateData).takeUnretainedValue()
+            finish(transfer, transfer.outcome(for: code))
+        }
+    }
+
+    /// Our own timers: curl has no "time to first header" or "idle" limit that ignores the
+    /// total transfer time (`CURLOPT_TIMEOUT` would cut long streams).
+    private func sweepTimers() {
+        let now = ContinuousClock.now
+        guard now >= nextSweep, !active.isEmpty else { return }
+        nextSweep = now + .milliseconds(100)
+        let headersLimit = Duration.milliseconds(configuration.headersTimeoutMilliseconds)
+        let idleLimit = Duration.milliseconds(configuration.idleTimeoutMilliseconds)
+        for transfer in Array(active.values) {
+            if !transfer.headReceived, let sent = transfer.requestSentAt, now - sent > headersLimit {
+                finish(transfer, .failure(.headersTimedOut))
+            } else if now - transfer.lastActivity > idleLimit {
+                finish(transfer, .failure(transfer.headReceived ? .idleTimedOut : .headersTimedOut))
+            }
+        }
+    }
+
+    private func finish(_ transfer: EasyTransfer, _ result: Result<Void, UpstreamError>) {
+        guard active.removeValue(forKey: ObjectIdentifier(transfer.exchange)) != nil else { return }
+        curl_multi_remove_handle(multi, transfer.easy)
+        transfer.exchange.complete(result)
+        transfer.release()
+    }
+}

@@ -1,0 +1,193 @@
+import CCurl
+
+/// A libcurl easy handle carrying one `UpstreamExchange`. Confined to the curl loop thread
+/// (see `CurlLoop`): it is created, configured, called back, timed and freed there.
+///
+/// libcurl callbacks are C function pointers that cannot capture; each receives this object
+/// through `*DATA`/`CURLOPT_PRIVATE` as an unretained pointer. The object is kept alive by one
+/// explicit retain taken in `configure()` and dropped in `release()`, which runs only after
+/// `curl_multi_remove_handle`, so no callback can see a freed object.
+final class EasyTransfer {
+    let easy: UnsafeMutableRawPointer?
+    let exchange: UpstreamExchange
+    private let configuration: UpstreamClientConfiguration
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private var parser = ResponseHeadParser()
+    private var headerBytes = 0
+    private var failure: UpstreamError?
+    private var retained: Unmanaged<EasyTransfer>?
+
+    private(set) var headReceived = false
+    private(set) var requestSentAt: ContinuousClock.Instant?
+    private(set) var lastActivity = ContinuousClock.now
+
+    /// Upper bound on the upstream's response head, so a hostile or broken upstream cannot
+    /// make us buffer without limit.
+    static let maxResponseHeadBytes = 256 * 1024
+
+    init(exchange: UpstreamExchange, configuration: UpstreamClientConfiguration) {
+        self.easy = curl_easy_init()
+        self.exchange = exchange
+        self.configuration = configuration
+    }
+
+    /// Applies every option. Returns a description of the first failure, or nil.
+    func configure() -> String? {
+        guard let easy else { return "no handle" }
+        let request = exchange.request
+        let me = Unmanaged.passRetained(self)
+        retained = me
+        let userdata = me.toOpaque()
+
+        var failed: String?
+        func check(_ code: CURLcode, _ what: String) {
+            if code != CURLE_OK, failed == nil {
+                failed = "\(what): \(String(cString: curl_easy_strerror(code)))"
+            }
+        }
+        check(gh_easy_setopt_string(easy, CURLOPT_URL, request.origin + "/"), "upstream URL")
+        // The client's request target, byte for byte: no dot-segment removal, no re-encoding.
+        check(gh_easy_setopt_string(easy, CURLOPT_REQUEST_TARGET, request.target), "request target")
+        check(gh_easy_setopt_long(easy, CURLOPT_PATH_AS_IS, 1), "path as is")
+        check(gh_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https"), "protocols")
+        // Never route proxied traffic through an http_proxy from the environment.
+        check(gh_easy_setopt_string(easy, CURLOPT_PROXY, ""), "proxy")
+        check(gh_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1), "nosignal")
+        check(gh_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1), "http version")
+        // Bytes pass through unchanged: no content decoding (transfer decoding stays on, since
+        // chunked framing is hop-by-hop).
+        check(gh_easy_setopt_long(easy, CURLOPT_HTTP_CONTENT_DECODING, 0), "content decoding")
+        check(gh_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, configuration.connectTimeoutMilliseconds), "connect timeout")
+        check(gh_easy_setopt_long(easy, CURLOPT_MAXAGE_CONN, configuration.maxConnectionAgeSeconds), "max connection age")
+        check(gh_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, 64 * 1024), "buffer size")
+        check(gh_easy_setopt_long(easy, CURLOPT_UPLOAD_BUFFERSIZE, 64 * 1024), "upload buffer size")
+        check(gh_easy_setopt_ptr(easy, CURLOPT_PRIVATE, userdata), "private")
+        check(gh_easy_setopt_datacb(easy, CURLOPT_HEADERFUNCTION, headerCallback), "header callback")
+        check(gh_easy_setopt_ptr(easy, CURLOPT_HEADERDATA, userdata), "header data")
+        check(gh_easy_setopt_datacb(easy, CURLOPT_WRITEFUNCTION, writeCallback), "write callback")
+        check(gh_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, userdata), "write data")
+
+        var sawAccept = false
+        var sawContentType = false
+        for (name, value) in request.headers {
+            if name.utf8.count == 6, name.lowercased() == "accept" { sawAccept = true }
+            if name.utf8.count == 12, name.lowercased() == "content-type" { sawContentType = true }
+            // curl drops `Name:` with an empty value; `Name;` sends it empty.
+            headerList = curl_slist_append(headerList, value.isEmpty ? "\(name);" : "\(name): \(value)")
+        }
+        // Remove what curl would add on its own.
+        headerList = curl_slist_append(headerList, "Expect:")
+        if !sawAccept { headerList = curl_slist_append(headerList, "Accept:") }
+
+        switch (request.method, request.body) {
+        case ("HEAD", _):
+            check(gh_easy_setopt_long(easy, CURLOPT_NOBODY, 1), "HEAD")
+            requestSentAt = .now
+        case (_, .none):
+            if request.method != "GET" {
+                check(gh_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method), "method")
+            }
+            requestSentAt = .now
+        case (_, .length(let length)):
+            configureUpload(easy, userdata: userdata, length: length, check: check)
+            if !sawContentType { headerList = curl_slist_append(headerList, "Content-Type:") }
+        case (_, .streamed):
+            configureUpload(easy, userdata: userdata, length: -1, check: check)
+            if !sawContentType { headerList = curl_slist_append(headerList, "Content-Type:") }
+        }
+        check(gh_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList), "headers")
+        return failed
+    }
+
+    private func configureUpload(
+        _ easy: UnsafeMutableRawPointer, userdata: UnsafeMutableRawPointer, length: Int64,
+        check: (CURLcode, String) -> Void
+    ) {
+        // POST + CUSTOMREQUEST sends any method with a streamed body; a length of -1 makes
+        // curl use chunked transfer coding.
+        check(gh_easy_setopt_long(easy, CURLOPT_POST, 1), "post")
+        check(gh_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, exchange.request.method), "method")
+        check(gh_easy_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(length)), "body size")
+        check(gh_easy_setopt_datacb(easy, CURLOPT_READFUNCTION, readCallback), "read callback")
+        check(gh_easy_setopt_ptr(easy, CURLOPT_READDATA, userdata), "read data")
+        if length == 0 { requestSentAt = .now }
+    }
+
+    /// Frees the handle and drops the retain taken in `configure()`.
+    /// Only after `curl_multi_remove_handle` (or if the handle was never added).
+    func release() {
+        if let easy { curl_easy_cleanup(easy) }
+        if let headerList { curl_slist_free_all(headerList) }
+        headerList = nil
+        retained?.release()
+        retained = nil
+    }
+
+    /// Maps curl's result for this transfer to ours, preferring a reason we recorded.
+    func outcome(for code: CURLcode) -> Result<Void, UpstreamError> {
+        if let failure { return .failure(failure) }
+        if code == CURLE_OK { return .success(()) }
+        if code == CURLE_OPERATION_TIMEDOUT { return .failure(headReceived ? .idleTimedOut : .headersTimedOut) }
+        return .failure(.unavailable(String(cString: curl_easy_strerror(code))))
+    }
+
+    // MARK: Callbacks (loop thread)
+
+    fileprivate func onHeaderLine(_ line: UnsafeRawBufferPointer) -> Int {
+        lastActivity = .now
+        // Trailer fields arrive through this callback after the body; they are dropped
+        // (trailers are not forwarded).
+        if headReceived { return line.count }
+        headerBytes += line.count
+        if headerBytes > Self.maxResponseHeadBytes {
+            failure = .unavailable("upstream response head too large")
+            return 0
+        }
+        switch parser.feed(line) {
+        case .needMore: break
+        case .head(let head):
+            headReceived = true
+            exchange.curlReceivedHead(head)
+        case .malformed(let why):
+            failure = .unavailable("malformed upstream response: \(why)")
+            return 0
+        }
+        return line.count
+    }
+
+    fileprivate func onBody(_ bytes: UnsafeRawBufferPointer) -> Int {
+        lastActivity = .now
+        return exchange.curlReceivedBody(bytes) ? bytes.count : GH_WRITEFUNC_PAUSE
+    }
+
+    fileprivate func onRead(_ destination: UnsafeMutableRawBufferPointer) -> Int {
+        switch exchange.curlRead(into: destination) {
+        case .bytes(let n):
+            lastActivity = .now
+            return n
+        case .endOfBody:
+            if requestSentAt == nil { requestSentAt = .now }
+            return 0
+        case .pause:
+            return GH_READFUNC_PAUSE
+        case .abort:
+            return GH_READFUNC_ABORT
+        }
+    }
+}
+
+private func transfer(_ userdata: UnsafeMutableRawPointer?) -> EasyTransfer {
+    Unmanaged<EasyTransfer>.fromOpaque(userdata!).takeUnretainedValue()
+}
+
+private let headerCallback: gh_data_callback = { buffer, size, count, userdata in
+    transfer(userdata).onHeaderLine(UnsafeRawBufferPointer(start: buffer, count: size * count))
+}
+
+private let writeCallback: gh_data_callback = { buffer, size, count, userdata in
+    transfer(userdata).onBody(UnsafeRawBufferPointer(start: buffer, count: size * count))
+}
+
+private let readCallback: gh_data_callback = { buffer, size, count, userdata in
+    transfer(userdata).onRead(UnsafeMutableRawBufferPointer(start: buffer, count: size * count))
+}
