@@ -1,0 +1,50 @@
+# gatehouse — the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+DEBUG_BIN = $$(swift build --show-bin-path)/gatehouse
+RELEASE_BIN = $$(swift build -c release --show-bin-path)/gatehouse
+
+.PHONY: all deps venv build release test unit e2e demo bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: Tests/e2e/requirements.txt deploy/example/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r Tests/e2e/requirements.txt -r deploy/example/requirements.txt
+	touch $@
+
+build: deps
+	swift build
+
+release: deps
+	swift build -c release
+
+## test: everything — Swift unit tests, then the end-to-end suite against the real binary.
+test: deps venv
+	swift build --build-tests
+	swift test --skip-build
+	GATEHOUSE_BIN=$(DEBUG_BIN) $(PY) -m pytest Tests/e2e -q -p no:cacheprovider
+
+unit: deps
+	swift test
+
+e2e: deps venv
+	swift build
+	GATEHOUSE_BIN=$(DEBUG_BIN) $(PY) -m pytest Tests/e2e -q -p no:cacheprovider
+
+## demo: the example FastAPI app with gatehouse in front of it (Ctrl-C stops both).
+demo: deps venv release
+	GATEHOUSE_BIN=$(RELEASE_BIN) scripts/demo.sh
+
+## bench: wrk through nginx and through gatehouse, same upstream, same run.
+bench: venv release
+	@scripts/install-deps.sh bench
+	GATEHOUSE_BIN=$(RELEASE_BIN) bench/run.sh
+
+clean:
+	rm -rf .build $(VENV)

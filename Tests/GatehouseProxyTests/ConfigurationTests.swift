@@ -1,0 +1,121 @@
+import Testing
+
+@testable import GatehouseProxy
+
+@Suite struct ConfigurationTests {
+    let minimal = ["GATEHOUSE_UPSTREAM": "http://127.0.0.1:8000"]
+
+    func load(_ extra: [String: String]) -> Result<GatehouseConfiguration, ConfigurationError> {
+        GatehouseConfiguration.load(environment: minimal.merging(extra) { $1 })
+    }
+
+    @Test func defaults() throws {
+        let configuration = try load([:]).get()
+        #expect(configuration.listen == ListenAddress(host: "0.0.0.0", port: 8080))
+        #expect(configuration.adminListen == ListenAddress(host: "0.0.0.0", port: 9901))
+        #expect(configuration.upstreamTimeout == .seconds(60))
+        #expect(configuration.upstreamIdleTimeout == .seconds(300))
+        #expect(configuration.maxHeaderBytes == 32 * 1024)
+        #expect(configuration.shutdownDelay == .seconds(5))
+        #expect(configuration.shutdownTimeout == .seconds(25))
+        #expect(configuration.logFormat == .json)
+        #expect(configuration.upstream.pathPrefix == "")
+    }
+
+    @Test(arguments: [
+        ("500ms", Duration.milliseconds(500)), ("30s", .seconds(30)), ("5m", .seconds(300)), ("1h", .seconds(3600)),
+        ("45", .seconds(45)), ("1.5s", .milliseconds(1500)),
+    ])
+    func durations(_ text: String, _ expected: Duration) {
+        #expect(DurationValue.parse(text) == expected)
+    }
+
+    @Test(arguments: ["", "abc", "10 s", "-5s", "5d", "s", "1e3", "0x10"])
+    func malformedDurations(_ text: String) {
+        #expect(DurationValue.parse(text) == nil)
+    }
+
+    @Test(arguments: [("64KiB", 65536), ("1MiB", 1_048_576), ("1024", 1024), ("10B", 10)])
+    func sizes(_ text: String, _ expected: Int) {
+        #expect(SizeValue.parse(text) == expected)
+    }
+
+    @Test(arguments: ["12XB", "64kb", "1.5MiB", "-1", "", "KiB", "99999999999GiB"])
+    func malformedSizes(_ text: String) {
+        #expect(SizeValue.parse(text) == nil)
+    }
+
+    @Test func malformedValueIsAnErrorNotTheDefault() {
+        guard case .failure(let error) = load(["GATEHOUSE_UPSTREAM_TIMEOUT": "abc"]) else {
+            Issue.record("a malformed timeout was accepted")
+            return
+        }
+        #expect(error.problems.map(\.variable) == ["GATEHOUSE_UPSTREAM_TIMEOUT"])
+        #expect(error.description.contains("\"abc\""))
+        #expect(error.description.contains("500ms"), "the message says what is accepted")
+    }
+
+    @Test func everyProblemIsReportedAtOnce() {
+        let result = GatehouseConfiguration.load(environment: [
+            "GATEHOUSE_MAX_HEADER_BYTES": "12XB", "GATEHOUSE_LOG_FORMAT": "xml", "GATEHOUSE_TRUSTED_PROXIES": "10.0.0.0/99",
+        ])
+        guard case .failure(let error) = result else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(Set(error.problems.map(\.variable)) == [
+            "GATEHOUSE_UPSTREAM", "GATEHOUSE_MAX_HEADER_BYTES", "GATEHOUSE_LOG_FORMAT", "GATEHOUSE_TRUSTED_PROXIES",
+        ])
+    }
+
+    @Test func zeroTimeoutIsRejectedButZeroDelayIsAllowed() {
+        #expect((try? load(["GATEHOUSE_UPSTREAM_TIMEOUT": "0s"]).get()) == nil)
+        #expect((try? load(["GATEHOUSE_SHUTDOWN_DELAY": "0"]).get())?.shutdownDelay == .zero)
+    }
+
+    @Test func upstreamWithPathPrefix() throws {
+        let configuration = try GatehouseConfiguration.load(environment: ["GATEHOUSE_UPSTREAM": "HTTP://api.internal:8000/v1/"]).get()
+        #expect(configuration.upstream.origin == "http://api.internal:8000")
+        #expect(configuration.upstream.pathPrefix == "/v1")
+    }
+
+    @Test(arguments: [
+        "127.0.0.1:8000", "ftp://host", "http://", "http://user:pw@host", "http://host/x?y=1", "http://host:99999",
+        "http://ho st", "http://[::1", "http://host:abc",
+    ])
+    func malformedUpstreams(_ text: String) {
+        #expect(UpstreamURL.parse(text) == nil)
+    }
+
+    @Test func listenAddresses() {
+        #expect(ListenAddress.parse("127.0.0.1:8080") == ListenAddress(host: "127.0.0.1", port: 8080))
+        #expect(ListenAddress.parse("[::1]:9901") == ListenAddress(host: "::1", port: 9901))
+        #expect(ListenAddress.parse(":8080") == ListenAddress(host: "0.0.0.0", port: 8080))
+        #expect(ListenAddress.parse("8080") == nil)
+        #expect(ListenAddress.parse("host:0") == nil)
+        #expect(ListenAddress.parse("::1:80") == nil)
+        #expect(ListenAddress(host: "0.0.0.0", port: 9901).loopbackReachable == "127.0.0.1:9901")
+    }
+
+    @Test func sameListenerTwiceIsRejected() {
+        let result = load(["GATEHOUSE_LISTEN": "127.0.0.1:9000", "GATEHOUSE_ADMIN_LISTEN": "127.0.0.1:9000"])
+        guard case .failure(let error) = result else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(error.problems.first?.variable == "GATEHOUSE_ADMIN_LISTEN")
+    }
+
+    @Test func unknownVariablesAreListedNotFatal() throws {
+        let configuration = try load(["GATEHOUSE_UPSTREAM_TIMOUT": "5s", "GATEHOUSE_PORT": "tcp://10.0.0.1:80"]).get()
+        #expect(configuration.unknownVariables == ["GATEHOUSE_PORT", "GATEHOUSE_UPSTREAM_TIMOUT"])
+    }
+
+    @Test func badValuesAreShownWithoutControlCharacters() {
+        guard case .failure(let error) = load(["GATEHOUSE_LOG_LEVEL": "loud\u{1b}[31m"]) else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(!error.description.contains("\u{1b}"))
+    }
+}
