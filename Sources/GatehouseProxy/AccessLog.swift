@@ -14,6 +14,7 @@ struct AccessLogEntry {
     var outcome: String?
 
     func log(to logger: Logger) {
+        guard logger.logLevel <= .info else { return }
         var metadata: Logger.Metadata = [
             "method": .string(method),
             "path": .string(path),

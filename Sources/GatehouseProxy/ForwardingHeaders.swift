@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Builds the `X-Forwarded-*` fields FastAPI sees (the de-facto convention uvicorn's
 /// `--proxy-headers` and Starlette's `ProxyHeadersMiddleware` read).
 ///
@@ -50,20 +56,23 @@ enum RequestID {
         return value
     }
 
+    /// 128 random bits as 32 hex digits. `arc4random_buf` (glibc ≥ 2.36) draws from a
+    /// userspace ChaCha20 generator seeded by the kernel: no syscall per request.
     static func generate() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let hex = Array("0123456789abcdef".utf8)
-        var bytes = [UInt8](repeating: 0, count: 32)
-        var i = 0
-        for _ in 0..<2 {
-            var word = generator.next() as UInt64
-            for _ in 0..<16 {
-                bytes[i] = hex[Int(word & 0xf)]
-                word >>= 4
-                i += 1
+        var random = (UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &random) { arc4random_buf($0.baseAddress!, $0.count) }
+        return String(unsafeUninitializedCapacity: 32) { buffer in
+            let hex: StaticString = "0123456789abcdef"
+            var i = 0
+            for var word in [random.0, random.1] {
+                for _ in 0..<16 {
+                    buffer[i] = hex.utf8Start[Int(word & 0xf)]
+                    word >>= 4
+                    i += 1
+                }
             }
+            return 32
         }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

@@ -25,8 +25,9 @@ final class EasyTransfer {
     /// make us buffer without limit.
     static let maxResponseHeadBytes = 256 * 1024
 
-    init(exchange: UpstreamExchange, configuration: UpstreamClientConfiguration) {
-        self.easy = curl_easy_init()
+    /// `easy` is a fresh or `curl_easy_reset` handle from `LoopThread`'s pool.
+    init(easy: UnsafeMutableRawPointer?, exchange: UpstreamExchange, configuration: UpstreamClientConfiguration) {
+        self.easy = easy
         self.exchange = exchange
         self.configuration = configuration
     }
@@ -113,10 +114,10 @@ final class EasyTransfer {
         if length == 0 { requestSentAt = .now }
     }
 
-    /// Frees the handle and drops the retain taken in `configure()`.
-    /// Only after `curl_multi_remove_handle` (or if the handle was never added).
+    /// Frees the header list and drops the retain taken in `configure()`; the easy handle
+    /// itself goes back to the caller's pool. Only after `curl_multi_remove_handle` (or if
+    /// the handle was never added).
     func release() {
-        if let easy { curl_easy_cleanup(easy) }
         if let headerList { curl_slist_free_all(headerList) }
         headerList = nil
         retained?.release()
