@@ -34,6 +34,20 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        .systemLibrary(
+            name: "CCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        // Pure JWS/JWK/JWT verification: no I/O, no logging.
+        .target(name: "JOSE", dependencies: ["CCrypto", "CSodium"]),
+        // `swift run -c release jose-bench`: µs per verification beside the raw library call.
+        .executableTarget(name: "jose-bench", dependencies: ["JOSE", "CCrypto", "CSodium"]),
         .target(
             name: "GatehouseUpstream",
             dependencies: [
@@ -68,6 +82,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
+        ),
+        .testTarget(
+            name: "JOSETests",
+            dependencies: ["JOSE"],
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "GatehouseUpstreamTests",
