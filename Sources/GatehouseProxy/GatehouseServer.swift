@@ -45,7 +45,7 @@ public struct GatehouseServer: Sendable {
         let proxyChannel = HTTP1Channel(
             responder: { request, writer, channel in try await proxy.respond(to: request, writer: writer, channel: channel) },
             configuration: .init(
-                additionalChannelHandlers: [HeaderLimitHandler(logger: logger)],
+                additionalChannelHandlers: [ParseErrorHandler(logger: logger)],
                 // HummingbirdCore's idle timer closes a connection that has not completed its
                 // request head in this time (slowloris), and idle keep-alive connections.
                 idleTimeout: .milliseconds(Int64(configuration.headerReadTimeout.milliseconds)),
