@@ -73,9 +73,19 @@ public struct ProxyResponder: Sendable {
         entry.status = head.status
         var bodyWriter = try await writer.writeHead(responseHead(from: head, requestID: requestID))
         do {
+            var sinceBarrier = 0
             while let chunk = try await exchange.nextBodyChunk() {
                 entry.bytes += chunk.readableBytes
                 try await bodyWriter.write(chunk)
+                // The response writer hands each chunk to the event loop without waiting, and
+                // only stops accepting once the loop has seen the socket fill up. A round trip
+                // through the loop every `writeBarrierBytes` makes that signal current, so a
+                // fast upstream cannot queue megabytes ahead of a slow client.
+                sinceBarrier += chunk.readableBytes
+                if sinceBarrier >= Self.writeBarrierBytes {
+                    sinceBarrier = 0
+                    try await channel.eventLoop.submit {}.get()
+                }
             }
             try await bodyWriter.finish(nil)
         } catch {
@@ -141,6 +151,8 @@ public struct ProxyResponder: Sendable {
             origin: configuration.upstream.origin, target: configuration.upstream.pathPrefix + path,
             method: request.method.rawValue, headers: headers, body: body))
     }
+
+    static let writeBarrierBytes = 256 * 1024
 
     /// Request fields the proxy regenerates rather than copies (lowercased).
     static let rebuilt: Set<String> = ["content-length", "expect", "x-request-id", "host"]

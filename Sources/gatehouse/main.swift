@@ -1,10 +1,7 @@
 import ArgumentParser
 import GatehouseProxy
 import GatehouseUpstream
-import Dispatch
 import Logging
-import NIOCore
-import NIOPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -15,6 +12,7 @@ import Darwin
 /// The version reported in logs and `--version`.
 let gatehouseVersion = "0.1.0"
 
+@main
 struct Gatehouse: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatehouse",
@@ -118,14 +116,3 @@ struct Healthcheck: ParsableCommand {
         }
     }
 }
-
-// Swift Concurrency's jobs run on NIO's event loop threads rather than a second thread pool:
-// a proxy's request tasks mostly wait on channel I/O, and hopping between two pools on every
-// read and write cost more CPU than the proxying itself. Must run on the main thread before
-// any task starts, hence this top-level entry instead of `@main`.
-NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-Task {
-    await Gatehouse.main()
-    exit(0)
-}
-dispatchMain()
