@@ -6,6 +6,8 @@ import PackageDescription
 /// Layers (each target has one job; lower layers never import higher ones):
 /// - `CCurl`: the libcurl system library plus `static inline` wrappers for its variadic calls.
 /// - `GatehouseUpstream`: the only code that touches curl. One thread drives one multi handle.
+/// - `JOSE`: pure JWS/JWK/JWT verification on libcrypto (+ libsodium for Ed25519); no I/O.
+/// - `GatehouseAuth`: the JWKS cache, the verified-token cache and the per-request decision.
 /// - `GatehouseProxy`: configuration, header rules, the HTTP server, health, shutdown, logging.
 /// - `gatehouse`: the executable and its subcommands.
 let strict: [SwiftSetting] = [
@@ -57,8 +59,18 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "GatehouseAuth",
+            dependencies: [
+                "JOSE",
+                "GatehouseUpstream",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "GatehouseProxy",
             dependencies: [
+                "GatehouseAuth",
                 "GatehouseUpstream",
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -89,6 +101,11 @@ let package = Package(
         .testTarget(
             name: "GatehouseUpstreamTests",
             dependencies: ["GatehouseUpstream"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GatehouseAuthTests",
+            dependencies: ["GatehouseAuth", "JOSE"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -12,6 +12,10 @@ struct AccessLogEntry {
     var upstreamDuration: Duration?
     /// Why the exchange ended abnormally, from a fixed vocabulary; nil when it completed.
     var outcome: String?
+    /// Token decision (`allowed`, `missing`, `invalid_token`, …) when verification is on.
+    var auth: String?
+    /// The verified subject (`sub`), never anything of the token itself.
+    var user: String?
 
     func log(to logger: Logger) {
         guard logger.logLevel <= .info else { return }
@@ -25,6 +29,8 @@ struct AccessLogEntry {
         ]
         if let upstreamDuration { metadata["upstream_ms"] = .string(Self.milliseconds(upstreamDuration)) }
         if let outcome { metadata["outcome"] = .string(outcome) }
+        if let auth { metadata["auth"] = .string(auth) }
+        if let user { metadata["user"] = .string(user) }
         logger.info("request", metadata: metadata)
     }
 

@@ -23,11 +23,8 @@ public struct AdminResponder: Sendable {
             status = .ok
             body = #"{"status":"ok"}"#
         case (.get, "/readyz"), (.head, "/readyz"):
-            let reasons = readiness.reasons
-            status = reasons.isEmpty ? .ok : .serviceUnavailable
-            body = reasons.isEmpty
-                ? #"{"status":"ready","reasons":[]}"#
-                : #"{"status":"not ready","reasons":["# + reasons.map(JSONText.quoted).joined(separator: ",") + "]}"
+            status = readiness.reasons.isEmpty ? .ok : .serviceUnavailable
+            body = readiness.json
         default:
             status = .notFound
             body = #"{"detail":"Not Found"}"#

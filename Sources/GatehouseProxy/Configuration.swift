@@ -1,3 +1,5 @@
+public import GatehouseAuth
+import JOSE
 public import Logging
 
 /// gatehouse's whole configuration, read from `GATEHOUSE_*` environment variables only.
@@ -19,6 +21,15 @@ public struct GatehouseConfiguration: Sendable {
     public var shutdownTimeout: Duration
     public var logLevel: Logger.Level
     public var logFormat: LogFormat
+    /// Token verification; nil only with `GATEHOUSE_AUTH=off`.
+    public var auth: AuthSettings?
+    /// Where tokens may come from besides `Authorization: Bearer`.
+    public var tokenCookie: String?
+    public var tokenQueryParam: String?
+    /// Whether `Authorization` reaches FastAPI.
+    public var forwardToken: Bool
+    /// Lowercased identity header names stripped from every incoming request (in every mode).
+    public var identityHeaderNames: Set<String>
     /// `GATEHOUSE_*` names we do not know (typos, or variables Kubernetes injects for a
     /// Service named `gatehouse`): warned about at startup, not fatal.
     public var unknownVariables: [String]
@@ -47,6 +58,26 @@ public struct GatehouseConfiguration: Sendable {
         ("GATEHOUSE_SHUTDOWN_TIMEOUT", "25s", "after the delay, time in-flight requests get to finish before they are closed"),
         ("GATEHOUSE_LOG_LEVEL", "info", "trace, debug, info, notice, warning, error or critical"),
         ("GATEHOUSE_LOG_FORMAT", "json (text on a terminal)", "json: one object per line; text: human-readable"),
+        ("GATEHOUSE_AUTH", "jwt", "jwt: every request needs a valid token; off: proxy only, for development (warned at startup)"),
+        ("BETTER_AUTH_URL", "(none)", "Better Auth's base URL: gives the JWKS URL (+/api/auth/jwks), the issuer and the audience (its origin)"),
+        ("GATEHOUSE_JWKS_URL", "BETTER_AUTH_URL/api/auth/jwks", "where the issuer publishes its keys"),
+        ("GATEHOUSE_ISSUER", "origin of BETTER_AUTH_URL", "required `iss`"),
+        ("GATEHOUSE_AUDIENCE", "origin of BETTER_AUTH_URL", "comma list; `aud` must contain one of them"),
+        ("GATEHOUSE_ALGORITHMS", "EdDSA,ES256,ES512,RS256,PS256", "accepted JWS algorithms"),
+        ("GATEHOUSE_CLOCK_SKEW", "30s", "tolerance for exp, nbf and iat"),
+        ("GATEHOUSE_MAX_TOKEN_BYTES", "16KiB", "larger tokens are rejected as malformed before any parsing"),
+        ("GATEHOUSE_JWKS_TTL", "300s", "JWKS freshness when the response has no Cache-Control max-age"),
+        ("GATEHOUSE_JWKS_MIN_TTL", "30s", "lower clamp for Cache-Control max-age"),
+        ("GATEHOUSE_JWKS_MAX_TTL", "1h", "upper clamp for Cache-Control max-age"),
+        ("GATEHOUSE_JWKS_REFETCH_COOLDOWN", "10s", "at most one extra fetch per this period for unknown kids"),
+        ("GATEHOUSE_JWKS_FETCH_TIMEOUT", "2s", "limit for one JWKS fetch, and for a request waiting on it"),
+        ("GATEHOUSE_JWKS_MAX_STALE", "24h", "how long the last good keys keep serving while the issuer is unreachable"),
+        ("GATEHOUSE_TOKEN_CACHE_SIZE", "10000", "verified tokens remembered (0 = off)"),
+        ("GATEHOUSE_TOKEN_COOKIE", "(none)", "also accept the token from this cookie"),
+        ("GATEHOUSE_TOKEN_QUERY_PARAM", "(none)", "also accept the token from this query parameter (removed before forwarding)"),
+        ("GATEHOUSE_CLAIM_HEADERS", "X-User-Id=sub,X-User-Email=email", "identity headers for FastAPI: Header=claim.path list"),
+        ("GATEHOUSE_CLAIMS_HEADER", "X-Auth-Claims", "header carrying the verified payload as base64url (empty = none)"),
+        ("GATEHOUSE_FORWARD_TOKEN", "true", "whether Authorization reaches FastAPI"),
     ]
 
     /// Reads the configuration; returns every problem found.
@@ -81,11 +112,13 @@ public struct GatehouseConfiguration: Sendable {
             "GATEHOUSE_LOG_FORMAT", default: stdoutIsTerminal ? "text" : "json", expected: "json or text"
         ) { LogFormat(rawValue: $0.lowercased()) }
 
+        let auth = AuthConfigurationReader.read(&reader)
+
         let known = Set(reference.map(\.name))
         let unknown = environment.keys.filter { $0.hasPrefix("GATEHOUSE_") && !known.contains($0) }.sorted()
 
         guard reader.problems.isEmpty, let upstream, let listen, let admin, let trusted, let timeout, let connectTimeout,
-            let idle, let maxHeader, let headerRead, let delay, let shutdownTimeout, let level, let format
+            let idle, let maxHeader, let headerRead, let delay, let shutdownTimeout, let level, let format, let auth
         else { return .failure(ConfigurationError(problems: reader.problems)) }
         if listen == admin {
             return .failure(ConfigurationError(problems: [
@@ -96,7 +129,9 @@ public struct GatehouseConfiguration: Sendable {
             upstream: upstream, listen: listen, adminListen: admin, trustedProxies: trusted,
             upstreamTimeout: timeout, upstreamConnectTimeout: connectTimeout, upstreamIdleTimeout: idle,
             maxHeaderBytes: maxHeader, headerReadTimeout: headerRead, shutdownDelay: delay,
-            shutdownTimeout: shutdownTimeout, logLevel: level, logFormat: format, unknownVariables: unknown))
+            shutdownTimeout: shutdownTimeout, logLevel: level, logFormat: format, auth: auth.settings,
+            tokenCookie: auth.cookie, tokenQueryParam: auth.queryParam, forwardToken: auth.forwardToken,
+            identityHeaderNames: auth.identityHeaderNames, unknownVariables: unknown))
     }
 
     /// The effective configuration as `NAME=value` lines, for `check-config` and the startup
@@ -117,6 +152,32 @@ public struct GatehouseConfiguration: Sendable {
             ("GATEHOUSE_SHUTDOWN_TIMEOUT", shutdownTimeout.settingText),
             ("GATEHOUSE_LOG_LEVEL", logLevel.rawValue),
             ("GATEHOUSE_LOG_FORMAT", logFormat.rawValue),
+        ] + authSettings
+    }
+
+    private var authSettings: [(name: String, value: String)] {
+        guard let auth else { return [("GATEHOUSE_AUTH", "off")] }
+        let v = auth.verifier
+        return [
+            ("GATEHOUSE_AUTH", "jwt"),
+            ("GATEHOUSE_JWKS_URL", auth.jwksOrigin + auth.jwksTarget),
+            ("GATEHOUSE_ISSUER", v.issuer),
+            ("GATEHOUSE_AUDIENCE", v.audiences.sorted().joined(separator: ",")),
+            ("GATEHOUSE_ALGORITHMS", JWSAlgorithm.allCases.filter(v.algorithms.contains).map(\.rawValue).joined(separator: ",")),
+            ("GATEHOUSE_CLOCK_SKEW", Duration.milliseconds(Int64(v.clockSkew * 1000)).settingText),
+            ("GATEHOUSE_MAX_TOKEN_BYTES", String(v.maxTokenBytes)),
+            ("GATEHOUSE_JWKS_TTL", auth.jwksDefaultTTL.settingText),
+            ("GATEHOUSE_JWKS_MIN_TTL", auth.jwksMinTTL.settingText),
+            ("GATEHOUSE_JWKS_MAX_TTL", auth.jwksMaxTTL.settingText),
+            ("GATEHOUSE_JWKS_REFETCH_COOLDOWN", auth.refetchCooldown.settingText),
+            ("GATEHOUSE_JWKS_FETCH_TIMEOUT", auth.fetchTimeout.settingText),
+            ("GATEHOUSE_JWKS_MAX_STALE", auth.maxStale.settingText),
+            ("GATEHOUSE_TOKEN_CACHE_SIZE", String(auth.tokenCacheSize)),
+            ("GATEHOUSE_TOKEN_COOKIE", tokenCookie ?? ""),
+            ("GATEHOUSE_TOKEN_QUERY_PARAM", tokenQueryParam ?? ""),
+            ("GATEHOUSE_CLAIM_HEADERS", auth.claimHeaders.map { "\($0.header)=\($0.path.joined(separator: "."))" }.joined(separator: ",")),
+            ("GATEHOUSE_CLAIMS_HEADER", auth.claimsHeader ?? ""),
+            ("GATEHOUSE_FORWARD_TOKEN", String(forwardToken)),
         ]
     }
 }

@@ -6,11 +6,41 @@ public import NIOCore
 public struct ErrorResponse: Error, Sendable {
     public var status: HTTPResponse.Status
     public var detail: String
+    /// Extra fields such as `WWW-Authenticate` or `Retry-After`.
+    public var headers: [HTTPField] = []
+
+    public init(status: HTTPResponse.Status, detail: String, headers: [HTTPField] = []) {
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+    }
 
     public static let badGateway = ErrorResponse(status: .badGateway, detail: "Upstream unavailable")
     public static let gatewayTimeout = ErrorResponse(status: .gatewayTimeout, detail: "Upstream timed out")
     public static let headersTooLarge = ErrorResponse(status: .requestHeaderFieldsTooLarge, detail: "Request header fields too large")
     public static func badRequest(_ detail: String) -> ErrorResponse { ErrorResponse(status: .badRequest, detail: detail) }
+
+    // RFC 6750 §3: the Bearer challenge. Without a token the challenge carries no error code
+    // (§3.1: the client may not know it needs one); a bad token gets `invalid_token` and a
+    // description from a fixed vocabulary, never token content.
+    public static let notAuthenticated = ErrorResponse(
+        status: .unauthorized, detail: "Not authenticated",
+        headers: [HTTPField(name: .wwwAuthenticate, value: #"Bearer realm="gatehouse""#)])
+
+    public static func invalidToken(_ description: String) -> ErrorResponse {
+        ErrorResponse(
+            status: .unauthorized, detail: "Invalid token: \(description)",
+            headers: [HTTPField(name: .wwwAuthenticate,
+                value: #"Bearer realm="gatehouse", error="invalid_token", error_description=""# + description + #"""#)])
+    }
+
+    public static let tokenSentTwice = ErrorResponse(
+        status: .badRequest, detail: "Token sent more than one way",
+        headers: [HTTPField(name: .wwwAuthenticate, value: #"Bearer realm="gatehouse", error="invalid_request""#)])
+
+    public static let keysUnavailable = ErrorResponse(
+        status: .serviceUnavailable, detail: "Authentication keys unavailable",
+        headers: [HTTPField(name: .retryAfter, value: "5")])
 
     /// The JSON body. `detail` strings are ours (never client input), but are escaped anyway.
     public var body: ByteBuffer {
@@ -23,6 +53,7 @@ public struct ErrorResponse: Error, Sendable {
         fields[.contentLength] = String(body.readableBytes)
         if let requestID { fields[HTTPField.Name.requestID] = requestID }
         if closeConnection { fields[.connection] = "close" }
+        fields.append(contentsOf: headers)
         return HTTPResponse(status: status, headerFields: fields)
     }
 }

@@ -1,3 +1,4 @@
+import GatehouseAuth
 import GatehouseUpstream
 import HummingbirdCore
 public import Logging
@@ -36,8 +37,12 @@ public struct GatehouseServer: Sendable {
         let client = UpstreamClient(configuration: upstreamConfiguration)
         defer { client.shutdown() }
 
-        let readiness = Readiness(listenerCount: 2)
-        let proxy = ProxyResponder(configuration: configuration, client: client, logger: logger)
+        let authenticator = configuration.auth.map { Authenticator(settings: $0, client: client, logger: self.logger) }
+        if authenticator == nil {
+            self.logger.warning("GATEHOUSE_AUTH=off: every request is forwarded without token verification")
+        }
+        let readiness = Readiness(listenerCount: 2, jwks: authenticator?.jwks)
+        let proxy = ProxyResponder(configuration: configuration, client: client, authenticator: authenticator, logger: logger)
         let admin = AdminResponder(readiness: readiness)
         let logger = self.logger
         let maxHeaderBytes = configuration.maxHeaderBytes
@@ -85,6 +90,12 @@ public struct GatehouseServer: Sendable {
             group.addTask {
                 for await signal in signals { return .signal("\(signal)") }
                 return .signal("none")
+            }
+            if let jwks = authenticator?.jwks {
+                group.addTask {
+                    await jwks.run()
+                    return .listenerStopped
+                }
             }
             // A listener that cannot bind throws here; otherwise we wait for a signal.
             guard case .signal(let name)? = try await group.next() else {

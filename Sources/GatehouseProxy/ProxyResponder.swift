@@ -1,3 +1,4 @@
+public import GatehouseAuth
 public import GatehouseUpstream
 import HTTPTypes
 public import HummingbirdCore
@@ -18,13 +19,17 @@ public import NIOCore
 public struct ProxyResponder: Sendable {
     let configuration: GatehouseConfiguration
     let client: UpstreamClient
+    let authenticator: Authenticator?
     let forwarding: ForwardingHeaders
+    let tokenSources: TokenSources
     let logger: Logger
 
-    public init(configuration: GatehouseConfiguration, client: UpstreamClient, logger: Logger) {
+    public init(configuration: GatehouseConfiguration, client: UpstreamClient, authenticator: Authenticator?, logger: Logger) {
         self.configuration = configuration
         self.client = client
+        self.authenticator = authenticator
         self.forwarding = ForwardingHeaders(trustedProxies: configuration.trustedProxies)
+        self.tokenSources = TokenSources(cookie: configuration.tokenCookie, queryParameter: configuration.tokenQueryParam)
         self.logger = logger
     }
 
@@ -38,8 +43,28 @@ public struct ProxyResponder: Sendable {
             entry.log(to: logger)
         }
 
+        // The token comes out of the target (query parameter) before anything is forwarded or logged.
+        let found = tokenSources.find(in: request.headers, target: request.head.path ?? "")
+        var identity: [(name: String, value: String)] = []
+        if let authenticator {
+            let decision = await authenticate(found.token, with: authenticator)
+            entry.auth = decision.logValue
+            switch decision {
+            case .allowed(let headers, let sub):
+                identity = headers
+                entry.user = sub
+            case .refused(let response):
+                entry.status = response.status.code
+                entry.outcome = "rejected"
+                try await send(response, to: writer, requestID: requestID, closeConnection: Self.hasBody(request))
+                return
+            }
+        }
+
         let upstreamRequest: UpstreamRequest
-        switch makeUpstreamRequest(request, requestID: requestID, peer: channel.remoteAddress?.ipAddress) {
+        switch makeUpstreamRequest(
+            request, target: found.target, identity: identity, requestID: requestID, peer: channel.remoteAddress?.ipAddress)
+        {
         case .success(let built): upstreamRequest = built
         case .failure(let problem):
             entry.status = problem.status.code
@@ -99,14 +124,48 @@ public struct ProxyResponder: Sendable {
 
     // MARK: Request
 
+    enum AuthDecision {
+        case allowed([(name: String, value: String)], sub: String)
+        case refused(ErrorResponse)
+
+        var logValue: String {
+            switch self {
+            case .allowed: return "allowed"
+            case .refused(let response):
+                switch response.status.code {
+                case 400: return "invalid_request"
+                case 503: return "keys_unavailable"
+                default: return response.detail == ErrorResponse.notAuthenticated.detail ? "missing" : "invalid_token"
+                }
+            }
+        }
+    }
+
+    func authenticate(_ token: TokenSources.Found, with authenticator: Authenticator) async -> AuthDecision {
+        switch token {
+        case .none: return .refused(.notAuthenticated)
+        case .conflicting: return .refused(.tokenSentTwice)
+        case .token(let token):
+            switch await authenticator.authenticate(token: token) {
+            case .allowed(let headers, let sub): return .allowed(headers, sub: sub)
+            case .rejected(let rejection): return .refused(.invalidToken(rejection.rawValue))
+            case .keysUnavailable: return .refused(.keysUnavailable)
+            }
+        }
+    }
+
+    static func hasBody(_ request: Request) -> Bool {
+        request.headers[.transferEncoding] != nil || (request.headers[.contentLength].map { $0 != "0" } ?? false)
+    }
+
     func makeUpstreamRequest(
-        _ request: Request, requestID: String, peer: String?
+        _ request: Request, target path: String, identity: [(name: String, value: String)], requestID: String, peer: String?
     ) -> Result<UpstreamRequest, ErrorResponse> {
         let fields = request.headers
         // RFC 9112 §3.2: exactly one Host in an HTTP/1.1 request.
         guard let authority = request.head.authority else { return .failure(.badRequest("Missing Host header")) }
         if fields[.host] != nil { return .failure(.badRequest("Multiple Host headers")) }
-        guard let path = request.head.path, path.hasPrefix("/") else {
+        guard path.hasPrefix("/") else {
             return .failure(.badRequest("Request target must be an absolute path"))
         }
 
@@ -131,9 +190,12 @@ public struct ProxyResponder: Sendable {
         var headers: [(name: String, value: String)] = [("Host", authority)]
         headers.reserveCapacity(fields.count + 4)
         var incoming = ForwardingHeaders.Incoming()
+        let identityNames = configuration.identityHeaderNames
+        let dropAuthorization = !configuration.forwardToken
         for field in fields {
             let name = field.name.canonicalName
-            if hopByHop.contains(name) || Self.rebuilt.contains(name) { continue }
+            if hopByHop.contains(name) || Self.rebuilt.contains(name) || identityNames.contains(name) { continue }
+            if dropAuthorization && field.name == .authorization { continue }
             if ForwardingHeaders.managed.contains(name) {
                 switch name {
                 case "x-forwarded-for": incoming.forwardedFor.append(field.value)
@@ -147,6 +209,7 @@ public struct ProxyResponder: Sendable {
         }
         headers += forwarding.fields(peer: peer, host: authority, incoming: incoming)
         headers.append(("X-Request-Id", requestID))
+        headers += identity
         return .success(UpstreamRequest(
             origin: configuration.upstream.origin, target: configuration.upstream.pathPrefix + path,
             method: request.method.rawValue, headers: headers, body: body))

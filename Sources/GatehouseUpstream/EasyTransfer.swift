@@ -60,6 +60,9 @@ final class EasyTransfer {
         check(gh_easy_setopt_long(easy, CURLOPT_HTTP_CONTENT_DECODING, 0), "content decoding")
         check(gh_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, configuration.connectTimeoutMilliseconds), "connect timeout")
         check(gh_easy_setopt_long(easy, CURLOPT_MAXAGE_CONN, configuration.maxConnectionAgeSeconds), "max connection age")
+        if let total = request.totalTimeoutMilliseconds {
+            check(gh_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, total), "total timeout")
+        }
         check(gh_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, 64 * 1024), "buffer size")
         check(gh_easy_setopt_long(easy, CURLOPT_UPLOAD_BUFFERSIZE, 64 * 1024), "upload buffer size")
         check(gh_easy_setopt_ptr(easy, CURLOPT_PRIVATE, userdata), "private")

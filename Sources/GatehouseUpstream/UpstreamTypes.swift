@@ -12,6 +12,9 @@ public struct UpstreamRequest: Sendable {
     /// Header fields in order; repeated names stay repeated.
     public var headers: [(name: String, value: String)]
     public var body: Body
+    /// A limit on the whole exchange (for gatehouse's own small requests, such as JWKS
+    /// fetches). Proxied requests leave it nil: a stream has no total time limit.
+    public var totalTimeoutMilliseconds: Int?
 
     public enum Body: Sendable, Equatable {
         /// No request body (GET, HEAD, …).

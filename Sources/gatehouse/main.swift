@@ -10,7 +10,7 @@ import Darwin
 #endif
 
 /// The version reported in logs and `--version`.
-let gatehouseVersion = "0.1.0"
+let gatehouseVersion = GatehouseVersion.current
 
 @main
 struct Gatehouse: AsyncParsableCommand {

@@ -1,0 +1,140 @@
+public import GatehouseUpstream
+import JOSE
+public import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Decides whether a request's bearer token is good, and what FastAPI learns about its user.
+///
+/// Order of work: verified-token cache (a SHA-256 and a lookup) → current keys → signature
+/// and claims (`JWTVerifier`) → for an unknown `kid` only, one guarded JWKS refetch and a
+/// second try. Failures carry a reason from a fixed vocabulary (RFC 6750 §3.1 `error_description`),
+/// never token content.
+public final class Authenticator: Sendable {
+    public enum Outcome: Sendable {
+        case allowed(identityHeaders: [(name: String, value: String)], sub: String)
+        case rejected(Rejection)
+        /// No usable keys (never loaded, or stale past the limit): 503.
+        case keysUnavailable
+    }
+
+    /// The vocabulary of 401 `error_description`s, access logs and metrics.
+    public enum Rejection: String, Sendable {
+        case expired
+        case notYetValid = "not yet valid"
+        case badSignature = "bad signature"
+        case unknownKey = "unknown key"
+        case issuer = "issuer mismatch"
+        case audience = "audience mismatch"
+        case malformed
+        case algorithm = "algorithm not allowed"
+
+        init(_ reason: VerificationFailure.Reason) {
+            switch reason {
+            case .expired: self = .expired
+            case .notYetValid: self = .notYetValid
+            case .badSignature: self = .badSignature
+            case .unknownKey: self = .unknownKey
+            case .issuer: self = .issuer
+            case .audience: self = .audience
+            case .alg: self = .algorithm
+            case .malformed, .missingClaim: self = .malformed
+            }
+        }
+
+        /// Short machine form for logs and metric labels.
+        public var code: String {
+            switch self {
+            case .expired: return "expired"
+            case .notYetValid: return "not_yet_valid"
+            case .badSignature: return "bad_signature"
+            case .unknownKey: return "unknown_key"
+            case .issuer: return "issuer"
+            case .audience: return "audience"
+            case .malformed: return "malformed"
+            case .algorithm: return "alg"
+            }
+        }
+    }
+
+    public let settings: AuthSettings
+    public let jwks: JWKSCache
+    let tokenCache: TokenCache
+    let verifier: JWTVerifier
+
+    public init(settings: AuthSettings, client: UpstreamClient, logger: Logger) {
+        self.settings = settings
+        let cache = TokenCache(capacity: settings.tokenCacheSize)
+        self.tokenCache = cache
+        self.verifier = JWTVerifier(configuration: settings.verifier)
+        self.jwks = JWKSCache(settings: settings, client: client, logger: logger) { kids in
+            cache.retainOnly(kids: kids)
+        }
+    }
+
+    public func authenticate(token: Substring) async -> Outcome {
+        let bytes = token.utf8
+        // Bound the work before hashing: an oversized token is malformed whatever it holds.
+        guard bytes.count <= settings.verifier.maxTokenBytes else { return .rejected(.malformed) }
+        let now = Self.now()
+        let digest = TokenCache.Digest(SHA256.hash(bytes))
+        if let hit = tokenCache.lookup(digest, now: now - settings.verifier.clockSkew) {
+            return .allowed(identityHeaders: hit.identityHeaders, sub: hit.sub)
+        }
+        guard case .ready(let keys) = jwks.currentKeys() else { return .keysUnavailable }
+        var result = verifier.verify(token: bytes, keys: keys, now: now)
+        if case .failure(let failure) = result, failure.reason == .unknownKey {
+            guard case .ready(let refreshed) = await jwks.keysAfterUnknownKid() else { return .keysUnavailable }
+            result = verifier.verify(token: bytes, keys: refreshed, now: now)
+        }
+        switch result {
+        case .failure(let failure):
+            return .rejected(Rejection(failure.reason))
+        case .success(let verified):
+            let headers = identityHeaders(for: verified)
+            tokenCache.insert(digest, .init(exp: verified.exp, kid: verified.kid, identityHeaders: headers, sub: verified.sub))
+            return .allowed(identityHeaders: headers, sub: verified.sub)
+        }
+    }
+
+    /// `GATEHOUSE_CLAIM_HEADERS` and `GATEHOUSE_CLAIMS_HEADER` for a verified token. Only
+    /// strings, numbers and booleans become headers; a value with control characters is
+    /// dropped rather than sanitised (it would smuggle header syntax or lie about the value).
+    func identityHeaders(for token: VerifiedToken) -> [(name: String, value: String)] {
+        var headers: [(name: String, value: String)] = []
+        headers.reserveCapacity(settings.claimHeaders.count + 1)
+        for claimHeader in settings.claimHeaders {
+            var value: JSONValue? = .object(token.claims)
+            for key in claimHeader.path { value = value?[key] }
+            guard let text = value.flatMap(Self.headerText), !text.isEmpty,
+                !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f })
+            else { continue }
+            headers.append((claimHeader.header, text))
+        }
+        if let claimsHeader = settings.claimsHeader {
+            // The payload segment is already base64url of the exact payload bytes.
+            headers.append((claimsHeader, token.payloadBase64URL))
+        }
+        return headers
+    }
+
+    static func headerText(_ value: JSONValue) -> String? {
+        switch value {
+        case .string(let s): return s
+        case .bool(let b): return b ? "true" : "false"
+        case .int(let i): return String(i)
+        case .double(let d): return d.isFinite ? (d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d)) : nil
+        default: return nil
+        }
+    }
+
+    static func now() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+}
