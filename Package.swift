@@ -50,6 +50,9 @@ let package = Package(
         .target(name: "JOSE", dependencies: ["CCrypto", "CSodium"]),
         // `swift run -c release jose-bench`: µs per verification beside the raw library call.
         .executableTarget(name: "jose-bench", dependencies: ["JOSE", "CCrypto", "CSodium"]),
+        // libFuzzer targets (`make fuzz`). Built normally they replay their seed corpus.
+        .executableTarget(name: "FuzzTokenParser", dependencies: ["JOSE"], path: "Fuzz/TokenParser"),
+        .executableTarget(name: "FuzzJWKSParser", dependencies: ["JOSE"], path: "Fuzz/JWKSParser"),
         .target(
             name: "GatehouseUpstream",
             dependencies: [
@@ -64,6 +67,19 @@ let package = Package(
                 "JOSE",
                 "GatehouseUpstream",
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // `gatehouse dev-issuer` / `gatehouse mint`: a Better Auth-shaped issuer for demos.
+        .target(
+            name: "GatehouseDevIssuer",
+            dependencies: [
+                "JOSE", "CSodium",
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -86,6 +102,7 @@ let package = Package(
         .executableTarget(
             name: "gatehouse",
             dependencies: [
+                "GatehouseDevIssuer",
                 "GatehouseProxy",
                 "GatehouseUpstream",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

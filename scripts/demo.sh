@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: the example FastAPI app under uvicorn with gatehouse in front of it.
+# `make demo`: the example FastAPI app under uvicorn, the development issuer (a Better
+# Auth-shaped JWKS), and gatehouse in front of the app verifying tokens.
 # Stops both on Ctrl-C (or after DEMO_SECONDS, if set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,7 @@ bin=${GATEHOUSE_BIN:-.build/release/gatehouse}
 app_port=${DEMO_APP_PORT:-8000}
 proxy_port=${DEMO_PROXY_PORT:-8080}
 admin_port=${DEMO_ADMIN_PORT:-9901}
+issuer_port=${DEMO_ISSUER_PORT:-3000}
 logs=.demo
 mkdir -p "$logs"
 
@@ -22,6 +24,10 @@ trap cleanup EXIT INT TERM
     >"$logs/app.log" 2>&1 &
 pids+=($!)
 
+"$bin" dev-issuer --key-file "$logs/dev-key.json" --listen "127.0.0.1:$issuer_port" >"$logs/issuer.log" 2>&1 &
+pids+=($!)
+
+BETTER_AUTH_URL="http://127.0.0.1:$issuer_port" \
 GATEHOUSE_UPSTREAM="http://127.0.0.1:$app_port" \
 GATEHOUSE_LISTEN="127.0.0.1:$proxy_port" \
 GATEHOUSE_ADMIN_LISTEN="127.0.0.1:$admin_port" \
@@ -43,16 +49,36 @@ if ! curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null; then
     exit 1
 fi
 
+token=$("$bin" mint --key-file "$logs/dev-key.json" --issuer "http://127.0.0.1:$issuer_port" \
+    --sub user-42 --email ada@example.com --name "Ada Lovelace")
+# Checked here, so a broken demo says so instead of printing commands that fail.
+status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$proxy_port/me")
+if [[ $status != 200 ]]; then
+    echo "a freshly minted token was refused ($status); see $logs/gatehouse.log" >&2
+    exit 1
+fi
+
 cat <<MSG
 
-gatehouse is running on http://127.0.0.1:$proxy_port in front of FastAPI on 127.0.0.1:$app_port.
-Logs: $logs/gatehouse.log (access log) and $logs/app.log. Try:
+gatehouse is running on http://127.0.0.1:$proxy_port in front of FastAPI on 127.0.0.1:$app_port,
+verifying tokens against the development issuer's JWKS at http://127.0.0.1:$issuer_port/api/auth/jwks.
+Logs: $logs/gatehouse.log (access log), $logs/app.log, $logs/issuer.log.
 
-  curl -i http://127.0.0.1:$proxy_port/
-  curl -i http://127.0.0.1:$proxy_port/items
-  curl -i -X POST http://127.0.0.1:$proxy_port/items -H 'content-type: application/json' -d '{"name":"tea"}'
-  curl -N http://127.0.0.1:$proxy_port/events            # Server-Sent Events, streamed as sent
-  curl -i http://127.0.0.1:$admin_port/readyz             # readiness (admin port)
+A token (Better Auth's shape, valid 15 minutes; make more with
+  $bin mint --key-file $logs/dev-key.json --issuer http://127.0.0.1:$issuer_port --sub someone):
+
+  TOKEN=$token
+
+Works (FastAPI sees X-User-Id and X-User-Email):
+  curl -i -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$proxy_port/me
+  curl -N -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$proxy_port/events    # SSE, streamed as sent
+
+Refused by gatehouse before FastAPI sees it:
+  curl -i http://127.0.0.1:$proxy_port/me                                          # 401 Not authenticated
+  curl -i -H "Authorization: Bearer \${TOKEN}x" http://127.0.0.1:$proxy_port/me    # 401 invalid_token
+  curl -i -H "Authorization: Bearer \$TOKEN" -H "X-User-Id: admin" http://127.0.0.1:$proxy_port/me   # forged header removed
+
+Readiness (admin port): curl -i http://127.0.0.1:$admin_port/readyz
 
 Press Ctrl-C to stop.
 MSG

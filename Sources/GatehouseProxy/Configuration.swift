@@ -182,6 +182,14 @@ public struct GatehouseConfiguration: Sendable {
     }
 }
 
+extension GatehouseConfiguration {
+    /// Parses a duration the way every `GATEHOUSE_*` duration is parsed.
+    public static func parseDuration(_ text: String) -> Duration? { DurationValue.parse(text) }
+
+    /// The origin (`scheme://host[:port]`) of an http(s) URL, or nil.
+    public static func origin(of url: String) -> String? { UpstreamURL.parse(url)?.origin }
+}
+
 /// All problems found in the environment; printed one per line.
 public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
     public var problems: [GatehouseConfiguration.Problem]
@@ -231,7 +239,7 @@ extension Duration {
         return ms % 1_000 == 0 ? "\(ms / 1_000)s" : "\(ms)ms"
     }
 
-    var milliseconds: Int {
+    public var milliseconds: Int {
         Int(components.seconds * 1_000 + components.attoseconds / 1_000_000_000_000_000)
     }
 }

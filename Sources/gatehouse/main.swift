@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import GatehouseDevIssuer
 import GatehouseProxy
 import GatehouseUpstream
 import Logging
@@ -18,7 +20,7 @@ struct Gatehouse: AsyncParsableCommand {
         commandName: "gatehouse",
         abstract: "A reverse proxy for FastAPI, configured by GATEHOUSE_* environment variables.",
         version: gatehouseVersion,
-        subcommands: [Serve.self, CheckConfig.self, Healthcheck.self],
+        subcommands: [Serve.self, CheckConfig.self, Healthcheck.self, DevIssuer.self, Mint.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -114,5 +116,82 @@ struct Healthcheck: ParsableCommand {
             printError("gatehouse healthcheck: \(url) answered \(status.map(String.init) ?? "nothing")")
             throw ExitCode(1)
         }
+    }
+}
+
+/// Options shared by the development issuer's subcommands.
+struct DevKeyOptions: ParsableArguments {
+    @Option(help: "Private JWK file of the development issuer (created with a new Ed25519 key if missing).")
+    var keyFile = ".gatehouse-dev-key.json"
+
+    func load() throws -> DevKey {
+        do {
+            return try DevKey.loadOrCreate(path: keyFile)
+        } catch {
+            printError("gatehouse: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct DevIssuer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev-issuer",
+        abstract: "Serve a Better Auth-shaped JWKS on loopback from a local key file (development only).")
+
+    @OptionGroup var key: DevKeyOptions
+
+    @Option(help: "Loopback address to serve on; the JWKS is at /api/auth/jwks.")
+    var listen = "127.0.0.1:3000"
+
+    func run() async throws {
+        let parts = listen.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]), ["127.0.0.1", "localhost"].contains(String(parts[0])) else {
+            printError("gatehouse dev-issuer: --listen must be a loopback host:port such as 127.0.0.1:3000")
+            throw ExitCode(2)
+        }
+        LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: .info, format: .text) }
+        try await DevIssuerServer(key: try key.load(), host: String(parts[0]), port: port)
+            .run(logger: Logger(label: "gatehouse.dev-issuer"))
+    }
+}
+
+struct Mint: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a token of Better Auth's exact shape, signed by the development issuer's key.")
+
+    @OptionGroup var key: DevKeyOptions
+
+    @Option(help: "Subject (the user id).")
+    var sub = "dev-user-1"
+
+    @Option(help: "The user's email.")
+    var email = "dev@example.com"
+
+    @Option(help: "The user's name.")
+    var name = "Dev User"
+
+    @Option(help: "Lifetime, e.g. 15m, 1h (Better Auth's default is 15m).")
+    var ttl = "15m"
+
+    @Option(help: "Signing algorithm (the development issuer signs with EdDSA, Better Auth's default).")
+    var alg = "EdDSA"
+
+    @Option(help: "iss and aud (default: BETTER_AUTH_URL's origin, else http://127.0.0.1:3000).")
+    var issuer: String?
+
+    func run() throws {
+        guard alg == "EdDSA" else {
+            printError("gatehouse mint: only --alg EdDSA is supported by the development issuer")
+            throw ExitCode(2)
+        }
+        guard let lifetime = GatehouseConfiguration.parseDuration(ttl) else {
+            printError("gatehouse mint: invalid --ttl \"\(ttl)\"; expected a duration such as 15m or 1h")
+            throw ExitCode(2)
+        }
+        let environment = ProcessInfoEnvironment.current
+        let origin = issuer ?? environment["BETTER_AUTH_URL"].flatMap(GatehouseConfiguration.origin(of:)) ?? "http://127.0.0.1:3000"
+        let minter = TokenMinter(key: try key.load(), issuer: origin, audience: origin)
+        print(minter.mint(user: .init(id: sub, name: name, email: email), ttlSeconds: max(1, lifetime.milliseconds / 1000)))
     }
 }
