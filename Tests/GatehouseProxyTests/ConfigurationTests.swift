@@ -3,7 +3,7 @@ import Testing
 @testable import GatehouseProxy
 
 @Suite struct ConfigurationTests {
-    let minimal = ["GATEHOUSE_UPSTREAM": "http://127.0.0.1:8000"]
+    let minimal = ["GATEHOUSE_UPSTREAM": "http://127.0.0.1:8000", "GATEHOUSE_AUTH": "off"]
 
     func load(_ extra: [String: String]) -> Result<GatehouseConfiguration, ConfigurationError> {
         GatehouseConfiguration.load(environment: minimal.merging(extra) { $1 })
@@ -65,6 +65,7 @@ import Testing
         }
         #expect(Set(error.problems.map(\.variable)) == [
             "GATEHOUSE_UPSTREAM", "GATEHOUSE_MAX_HEADER_BYTES", "GATEHOUSE_LOG_FORMAT", "GATEHOUSE_TRUSTED_PROXIES",
+            "BETTER_AUTH_URL",
         ])
     }
 
@@ -74,7 +75,9 @@ import Testing
     }
 
     @Test func upstreamWithPathPrefix() throws {
-        let configuration = try GatehouseConfiguration.load(environment: ["GATEHOUSE_UPSTREAM": "HTTP://api.internal:8000/v1/"]).get()
+        let configuration = try GatehouseConfiguration.load(environment: [
+            "GATEHOUSE_UPSTREAM": "HTTP://api.internal:8000/v1/", "GATEHOUSE_AUTH": "off",
+        ]).get()
         #expect(configuration.upstream.origin == "http://api.internal:8000")
         #expect(configuration.upstream.pathPrefix == "/v1")
     }

@@ -1,0 +1,110 @@
+import HTTPTypes
+import Testing
+
+@testable import GatehouseProxy
+
+@Suite struct TokenSourcesTests {
+    let sources = TokenSources(cookie: "session_token", queryParameter: "access_token")
+
+    func fields(_ pairs: [(String, String)]) -> HTTPFields {
+        var fields = HTTPFields()
+        for (name, value) in pairs { fields.append(HTTPField(name: HTTPField.Name(name)!, value: value)) }
+        return fields
+    }
+
+    @Test(arguments: ["Bearer abc.def.ghi", "bearer abc.def.ghi", "BEARER  abc.def.ghi"])
+    func bearerSchemeIsCaseInsensitive(_ header: String) {
+        let found = sources.find(in: fields([("Authorization", header)]), target: "/x")
+        #expect(found.token == .token("abc.def.ghi"))
+    }
+
+    @Test func otherSchemesAreNoToken() {
+        #expect(sources.find(in: fields([("Authorization", "Basic dXNlcjpwdw==")]), target: "/").token == .none)
+        #expect(sources.find(in: fields([("Authorization", "Bearer")]), target: "/").token == .none)
+    }
+
+    @Test func cookieAndQueryParameter() {
+        let cookie = sources.find(in: fields([("Cookie", "theme=dark; session_token=t.o.k; x=1")]), target: "/")
+        #expect(cookie.token == .token("t.o.k"))
+        let query = sources.find(in: fields([]), target: "/sse?a=1&access_token=t.o.k&b=%20")
+        #expect(query.token == .token("t.o.k"))
+        #expect(query.target == "/sse?a=1&b=%20", "the token leaves the target; the rest stays byte for byte")
+        #expect(sources.find(in: fields([]), target: "/sse?access_token=t.o.k").target == "/sse")
+    }
+
+    @Test func tokenInTwoPlacesIsAConflict() {
+        #expect(sources.find(in: fields([("Authorization", "Bearer a"), ("Cookie", "session_token=b")]), target: "/").token == .conflicting)
+        #expect(sources.find(in: fields([("Authorization", "Bearer a")]), target: "/?access_token=b").token == .conflicting)
+        #expect(sources.find(in: fields([("Authorization", "Bearer a"), ("Authorization", "Bearer a")]), target: "/").token == .conflicting)
+        #expect(sources.find(in: fields([]), target: "/?access_token=a&access_token=b").token == .conflicting)
+    }
+
+    @Test func optInSourcesAreIgnoredWhenNotConfigured() {
+        let headerOnly = TokenSources(cookie: nil, queryParameter: nil)
+        let found = headerOnly.find(in: fields([("Cookie", "session_token=b")]), target: "/?access_token=a")
+        #expect(found.token == .none)
+        #expect(found.target == "/?access_token=a")
+    }
+}
+
+@Suite struct AuthConfigurationTests {
+    let base = ["GATEHOUSE_UPSTREAM": "http://127.0.0.1:8000"]
+
+    func load(_ extra: [String: String]) -> Result<GatehouseConfiguration, ConfigurationError> {
+        GatehouseConfiguration.load(environment: base.merging(extra) { $1 })
+    }
+
+    @Test func betterAuthURLAloneIsEnough() throws {
+        let auth = try #require(try load(["BETTER_AUTH_URL": "https://app.example.com/"]).get().auth)
+        #expect(auth.jwksOrigin == "https://app.example.com")
+        #expect(auth.jwksTarget == "/api/auth/jwks")
+        #expect(auth.verifier.issuer == "https://app.example.com")
+        #expect(auth.verifier.audiences == ["https://app.example.com"])
+        #expect(auth.claimHeaders.map(\.header) == ["X-User-Id", "X-User-Email"])
+        #expect(auth.claimsHeader == "X-Auth-Claims")
+    }
+
+    @Test func overrides() throws {
+        let configuration = try load([
+            "BETTER_AUTH_URL": "https://app.example.com", "GATEHOUSE_JWKS_URL": "http://auth:3000/keys",
+            "GATEHOUSE_AUDIENCE": "api-a, api-b", "GATEHOUSE_CLAIM_HEADERS": "X-Org=org.id",
+            "GATEHOUSE_CLAIMS_HEADER": "", "GATEHOUSE_FORWARD_TOKEN": "false",
+        ]).get()
+        let auth = try #require(configuration.auth)
+        #expect(auth.jwksOrigin + auth.jwksTarget == "http://auth:3000/keys")
+        #expect(auth.verifier.audiences == ["api-a", "api-b"])
+        #expect(auth.claimHeaders == [.init(header: "X-Org", path: ["org", "id"])])
+        #expect(auth.claimsHeader == nil)
+        #expect(!configuration.forwardToken)
+        #expect(configuration.identityHeaderNames == ["x-org"])
+    }
+
+    @Test func noIssuerConfiguredFailsClosed() {
+        guard case .failure(let error) = load([:]) else {
+            Issue.record("started without any token configuration")
+            return
+        }
+        #expect(error.problems.map(\.variable) == ["BETTER_AUTH_URL"])
+        #expect(error.description.contains("GATEHOUSE_AUTH=off"))
+    }
+
+    @Test func offModeStillStripsIdentityHeaders() throws {
+        let configuration = try load(["GATEHOUSE_AUTH": "off"]).get()
+        #expect(configuration.auth == nil)
+        #expect(configuration.identityHeaderNames == ["x-user-id", "x-user-email", "x-auth-claims"])
+    }
+
+    @Test(arguments: [
+        ("GATEHOUSE_ALGORITHMS", "EdDSA,HS256"), ("GATEHOUSE_ALGORITHMS", "none"), ("GATEHOUSE_CLAIM_HEADERS", "X-User-Id"),
+        ("GATEHOUSE_CLAIM_HEADERS", "Bad Header=sub"), ("GATEHOUSE_CLAIM_HEADERS", "X-A=org..id"), ("GATEHOUSE_FORWARD_TOKEN", "maybe"),
+        ("GATEHOUSE_TOKEN_CACHE_SIZE", "-1"), ("GATEHOUSE_JWKS_URL", "http://auth:3000"), ("GATEHOUSE_AUTH", "none"),
+        ("GATEHOUSE_TOKEN_QUERY_PARAM", "a&b"), ("GATEHOUSE_MAX_TOKEN_BYTES", "1MiB"),
+    ])
+    func malformedValuesAreRejected(_ name: String, _ value: String) {
+        guard case .failure(let error) = load(["BETTER_AUTH_URL": "https://app.example.com", name: value]) else {
+            Issue.record("\(name)=\(value) was accepted")
+            return
+        }
+        #expect(error.problems.map(\.variable).contains(name))
+    }
+}
