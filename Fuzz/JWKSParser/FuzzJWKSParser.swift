@@ -1,0 +1,2 @@
+// Placeholder: filled in by the fuzzing work.
+@main struct Placeholder { static func main() {} }
