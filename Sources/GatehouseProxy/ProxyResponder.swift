@@ -56,7 +56,7 @@ public struct ProxyResponder: Sendable {
             case .refused(let response):
                 entry.status = response.status.code
                 entry.outcome = "rejected"
-                try await send(response, to: writer, requestID: requestID, closeConnection: Self.hasBody(request))
+                entry.bytes = try await send(response, to: writer, requestID: requestID, closeConnection: Self.hasBody(request))
                 return
             }
         }
@@ -69,7 +69,7 @@ public struct ProxyResponder: Sendable {
         case .failure(let problem):
             entry.status = problem.status.code
             entry.outcome = "rejected"
-            try await send(problem, to: writer, requestID: requestID, closeConnection: true)
+            entry.bytes = try await send(problem, to: writer, requestID: requestID, closeConnection: true)
             return
         }
 
@@ -91,7 +91,7 @@ public struct ProxyResponder: Sendable {
             entry.status = response.status.code
             entry.outcome = Self.reason(for: error)
             if case UpstreamError.cancelled = error { throw error }  // the client went away
-            try await send(response, to: writer, requestID: requestID, closeConnection: !bodyComplete)
+            entry.bytes = try await send(response, to: writer, requestID: requestID, closeConnection: !bodyComplete)
             return
         }
 
@@ -255,12 +255,16 @@ public struct ProxyResponder: Sendable {
         return HTTPResponse(status: .init(code: head.status), headerFields: fields)
     }
 
+    /// Writes one of gatehouse's own answers; returns the body size (for the access log).
+    @discardableResult
     func send(
         _ response: ErrorResponse, to writer: consuming ResponseWriter, requestID: String, closeConnection: Bool
-    ) async throws {
+    ) async throws -> Int {
+        let bytes = response.body
         var body = try await writer.writeHead(response.head(requestID: requestID, closeConnection: closeConnection))
-        try await body.write(response.body)
+        try await body.write(bytes)
         try await body.finish(nil)
+        return bytes.readableBytes
     }
 
     static func errorResponse(for error: any Error) -> ErrorResponse {
