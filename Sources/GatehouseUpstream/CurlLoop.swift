@@ -87,6 +87,8 @@ private final class LoopThread {
     /// struct, which showed in profiles at thousands of requests per second.
     var idleHandles: [UnsafeMutableRawPointer] = []
     static let maxIdleHandles = 256
+    /// Proxy-task wake-ups gathered during one iteration (see `UpstreamExchange`).
+    let wakeups = ResumeBatch()
 
     init(multi: UnsafeMutableRawPointer, configuration: UpstreamClientConfiguration, loop: CurlLoop) {
         self.multi = multi
@@ -108,6 +110,7 @@ private final class LoopThread {
                     if let transfer = active[ObjectIdentifier(exchange)] { finish(transfer, .failure(reason)) }
                 case .stop:
                     for transfer in active.values { finish(transfer, .failure(.cancelled)) }
+                    wakeups.run()
                     for easy in idleHandles { curl_easy_cleanup(easy) }
                     idleHandles.removeAll()
                     curl_multi_cleanup(multi)
@@ -117,6 +120,7 @@ private final class LoopThread {
             curl_multi_perform(multi, &running)
             reapFinished()
             sweepTimers()
+            wakeups.run()
             var fds: Int32 = 0
             curl_multi_poll(multi, nil, 0, active.isEmpty ? 1000 : 100, &fds)
         }
@@ -124,13 +128,14 @@ private final class LoopThread {
 
     private func start(_ exchange: UpstreamExchange) {
         let transfer = EasyTransfer(
-            easy: idleHandles.popLast() ?? curl_easy_init(), exchange: exchange, configuration: configuration)
+            easy: idleHandles.popLast() ?? curl_easy_init(), exchange: exchange, configuration: configuration,
+            wakeups: wakeups)
         guard let easy = transfer.easy else {
-            exchange.complete(.failure(.unavailable("could not create a curl handle")))
+            exchange.complete(.failure(.unavailable("could not create a curl handle")), wakeups: wakeups)
             return
         }
         if let problem = transfer.configure() {
-            exchange.complete(.failure(.unavailable(problem)))
+            exchange.complete(.failure(.unavailable(problem)), wakeups: wakeups)
             transfer.release()
             recycle(easy)
             return
@@ -172,7 +177,7 @@ private final class LoopThread {
     private func finish(_ transfer: EasyTransfer, _ result: Result<Void, UpstreamError>) {
         guard active.removeValue(forKey: ObjectIdentifier(transfer.exchange)) != nil else { return }
         curl_multi_remove_handle(multi, transfer.easy)
-        transfer.exchange.complete(result)
+        transfer.exchange.complete(result, wakeups: wakeups)
         transfer.release()
         if let easy = transfer.easy { recycle(easy) }
     }
@@ -186,5 +191,22 @@ private final class LoopThread {
         } else {
             curl_easy_cleanup(easy)
         }
+    }
+}
+
+/// Proxy-task wake-ups (continuation resumes) collected on the loop thread and run together
+/// at the end of a loop iteration. Loop-thread only.
+final class ResumeBatch {
+    private var pending: [() -> Void] = []
+
+    func add(_ action: @escaping () -> Void) {
+        pending.append(action)
+    }
+
+    func run() {
+        guard !pending.isEmpty else { return }
+        let actions = pending
+        pending.removeAll(keepingCapacity: true)
+        for action in actions { action() }
     }
 }

@@ -26,7 +26,13 @@ final class EasyTransfer {
     static let maxResponseHeadBytes = 256 * 1024
 
     /// `easy` is a fresh or `curl_easy_reset` handle from `LoopThread`'s pool.
-    init(easy: UnsafeMutableRawPointer?, exchange: UpstreamExchange, configuration: UpstreamClientConfiguration) {
+    private let wakeups: ResumeBatch
+
+    init(
+        easy: UnsafeMutableRawPointer?, exchange: UpstreamExchange, configuration: UpstreamClientConfiguration,
+        wakeups: ResumeBatch
+    ) {
+        self.wakeups = wakeups
         self.easy = easy
         self.exchange = exchange
         self.configuration = configuration
@@ -151,7 +157,7 @@ final class EasyTransfer {
         case .needMore: break
         case .head(let head):
             headReceived = true
-            exchange.curlReceivedHead(head)
+            exchange.curlReceivedHead(head, wakeups: wakeups)
         case .malformed(let why):
             failure = .unavailable("malformed upstream response: \(why)")
             return 0
@@ -161,11 +167,11 @@ final class EasyTransfer {
 
     fileprivate func onBody(_ bytes: UnsafeRawBufferPointer) -> Int {
         lastActivity = .now
-        return exchange.curlReceivedBody(bytes) ? bytes.count : GH_WRITEFUNC_PAUSE
+        return exchange.curlReceivedBody(bytes, wakeups: wakeups) ? bytes.count : GH_WRITEFUNC_PAUSE
     }
 
     fileprivate func onRead(_ destination: UnsafeMutableRawBufferPointer) -> Int {
-        switch exchange.curlRead(into: destination) {
+        switch exchange.curlRead(into: destination, wakeups: wakeups) {
         case .bytes(let n):
             lastActivity = .now
             return n

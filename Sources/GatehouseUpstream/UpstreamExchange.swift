@@ -76,30 +76,37 @@ public final class UpstreamExchange: Sendable {
     }
 
     // MARK: Called on the curl thread only
+    //
+    // Wake-ups of the proxy task are not run here but collected in `wakeups`, which the loop
+    // runs once per iteration, after `curl_multi_perform` and the reaping of finished
+    // transfers. A small response's head, body and end usually arrive in one iteration, so
+    // the proxy task wakes once and finds everything, instead of once per event.
 
-    func curlRead(into destination: UnsafeMutableRawBufferPointer) -> TransferStateMachine.ReadResult {
+    func curlRead(into destination: UnsafeMutableRawBufferPointer, wakeups: ResumeBatch) -> TransferStateMachine.ReadResult {
         let (result, action) = state.withLock { $0.readUpload(into: destination) }
-        action.run()
+        if case .resume = action { wakeups.add(action.run) }
         return result
     }
 
-    func curlReceivedHead(_ head: UpstreamResponseHead) {
-        state.withLock { $0.receiveHead(head) }.run()
+    func curlReceivedHead(_ head: UpstreamResponseHead, wakeups: ResumeBatch) {
+        let action = state.withLock { $0.receiveHead(head) }
+        if case .resume = action { wakeups.add(action.run) }
     }
 
     /// Returns false when curl must pause (and redeliver the bytes later).
-    func curlReceivedBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    func curlReceivedBody(_ bytes: UnsafeRawBufferPointer, wakeups: ResumeBatch) -> Bool {
         let result = state.withLock { $0.receiveBody(bytes, allocator: allocator) }
         switch result {
         case .pause: return false
         case .accepted(let action):
-            action.run()
+            if case .resume = action { wakeups.add(action.run) }
             return true
         }
     }
 
-    func complete(_ result: Result<Void, UpstreamError>) {
-        state.withLock { $0.complete(result) }.run()
+    func complete(_ result: Result<Void, UpstreamError>, wakeups: ResumeBatch) {
+        let actions = state.withLock { $0.complete(result) }
+        wakeups.add(actions.run)
     }
 
     var hasHead: Bool { state.withLock { $0.hasHead } }
