@@ -10,10 +10,10 @@ import Darwin
 
 /// Decides whether a request's bearer token is good, and what FastAPI learns about its user.
 ///
-/// Order of work: verified-token cache (a SHA-256 and a lookup) → current keys → signature
-/// and claims (`JWTVerifier`) → for an unknown `kid` only, one guarded JWKS refetch and a
-/// second try. Failures carry a reason from a fixed vocabulary (RFC 6750 §3.1 `error_description`),
-/// never token content.
+/// Order of work: current keys (none usable → 503) → verified-token cache (a SHA-256 and a
+/// lookup) → signature and claims (`JWTVerifier`) → for an unknown `kid` only, one guarded JWKS
+/// refetch and a second try. Failures carry a reason from a fixed vocabulary (RFC 6750 §3.1
+/// `error_description`), never token content.
 public final class Authenticator: Sendable {
     public enum Outcome: Sendable {
         case allowed(identityHeaders: [(name: String, value: String)], sub: String)
@@ -80,12 +80,14 @@ public final class Authenticator: Sendable {
         let bytes = token.utf8
         // Bound the work before hashing: an oversized token is malformed whatever it holds.
         guard bytes.count <= settings.verifier.maxTokenBytes else { return .rejected(.malformed) }
+        // Keys first, even for a cached token: once the keys are stale past the limit nothing
+        // is accepted, whatever was accepted before.
+        guard case .ready(let keys) = jwks.currentKeys() else { return .keysUnavailable }
         let now = Self.now()
         let digest = TokenCache.Digest(SHA256.hash(bytes))
         if let hit = tokenCache.lookup(digest, now: now - settings.verifier.clockSkew) {
             return .allowed(identityHeaders: hit.identityHeaders, sub: hit.sub)
         }
-        guard case .ready(let keys) = jwks.currentKeys() else { return .keysUnavailable }
         var result = verifier.verify(token: bytes, keys: keys, now: now)
         if case .failure(let failure) = result, failure.reason == .unknownKey {
             guard case .ready(let refreshed) = await jwks.keysAfterUnknownKid() else { return .keysUnavailable }

@@ -125,16 +125,29 @@ class Gatehouse(_Logged):
         return code
 
 
-def gatehouse_env(upstream: str, port: int, admin_port: int, **overrides: str) -> dict:
-    """A clean environment for gatehouse: no inherited GATEHOUSE_* variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
+# Variables that configure (or explicitly disable) JWT verification. Unless a test sets one
+# of them, gatehouse runs in proxy-only mode (GATEHOUSE_AUTH=off): auth is mandatory otherwise.
+AUTH_SELECTING_VARIABLES = ("GATEHOUSE_AUTH", "BETTER_AUTH_URL", "GATEHOUSE_JWKS_URL")
+
+
+def gatehouse_env(upstream: str, port: int, admin_port: int, **overrides: str | None) -> dict:
+    """A clean environment for gatehouse: no inherited GATEHOUSE_* variables (nor
+    BETTER_AUTH_URL). GATEHOUSE_AUTH=off unless `overrides` sets one of
+    AUTH_SELECTING_VARIABLES. An override whose value is None removes that variable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_") and k != "BETTER_AUTH_URL"}
     env.update(
         GATEHOUSE_UPSTREAM=upstream,
         GATEHOUSE_LISTEN=f"127.0.0.1:{port}",
         GATEHOUSE_ADMIN_LISTEN=f"127.0.0.1:{admin_port}",
         GATEHOUSE_LOG_FORMAT="json",
     )
-    env.update(overrides)
+    if not any(name in overrides for name in AUTH_SELECTING_VARIABLES):
+        env["GATEHOUSE_AUTH"] = "off"
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 
