@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEBUG_BIN = $$(swift build --show-bin-path)/gatehouse
 RELEASE_BIN = $$(swift build -c release --show-bin-path)/gatehouse
 
-.PHONY: all deps venv build release test unit e2e demo bench clean
+.PHONY: all deps venv build release test unit e2e demo bench fuzz clean
 
 all: build
 
@@ -24,10 +24,13 @@ build: deps
 release: deps
 	swift build -c release
 
-## test: everything — Swift unit tests, then the end-to-end suite against the real binary.
+## test: everything — Swift unit tests, the fuzz corpus replayed and each fuzzer run briefly,
+## then the end-to-end suite against the real binary.
 test: deps venv
 	swift build --build-tests
 	swift test --skip-build
+	FUZZ_REPLAY_SCRATCH=.build scripts/fuzz.sh --replay
+	scripts/fuzz.sh $(or $(TEST_FUZZ_SECONDS),15)
 	GATEHOUSE_BIN=$(DEBUG_BIN) $(PY) -m pytest Tests/e2e -q -p no:cacheprovider
 
 unit: deps
@@ -44,7 +47,14 @@ demo: deps venv release
 ## bench: wrk through nginx and through gatehouse, same upstream, same run.
 bench: venv release
 	@scripts/install-deps.sh bench
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements.txt
+	swift build -c release --product jose-bench
+	$$(swift build -c release --show-bin-path)/jose-bench
 	GATEHOUSE_BIN=$(RELEASE_BIN) bench/run.sh
 
+## fuzz: libFuzzer on the JWT and JWKS parsers (FUZZ_SECONDS per target, default 60).
+fuzz: deps
+	scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
+
 clean:
-	rm -rf .build $(VENV)
+	rm -rf .build .build-fuzz .build-fuzzreplay $(VENV)

@@ -51,8 +51,9 @@ let package = Package(
         // `swift run -c release jose-bench`: µs per verification beside the raw library call.
         .executableTarget(name: "jose-bench", dependencies: ["JOSE", "CCrypto", "CSodium"]),
         // libFuzzer targets (`make fuzz`). Built normally they replay their seed corpus.
-        .executableTarget(name: "FuzzTokenParser", dependencies: ["JOSE"], path: "Fuzz/TokenParser"),
-        .executableTarget(name: "FuzzJWKSParser", dependencies: ["JOSE"], path: "Fuzz/JWKSParser"),
+        .target(name: "FuzzSupport", path: "Fuzz/Support"),
+        .executableTarget(name: "FuzzTokenParser", dependencies: ["JOSE", "FuzzSupport"], path: "Fuzz/TokenParser"),
+        .executableTarget(name: "FuzzJWKSParser", dependencies: ["JOSE", "FuzzSupport"], path: "Fuzz/JWKSParser"),
         .target(
             name: "GatehouseUpstream",
             dependencies: [
