@@ -16,7 +16,8 @@ import Darwin
 /// `error_description`), never token content.
 public final class Authenticator: Sendable {
     public enum Outcome: Sendable {
-        case allowed(identityHeaders: [(name: String, value: String)], sub: String)
+        /// `cached`: answered by the verified-token cache, without a signature check.
+        case allowed(identityHeaders: [(name: String, value: String)], sub: String, cached: Bool)
         case rejected(Rejection)
         /// No usable keys (never loaded, or stale past the limit): 503.
         case keysUnavailable
@@ -66,14 +67,17 @@ public final class Authenticator: Sendable {
     let tokenCache: TokenCache
     let verifier: JWTVerifier
 
-    public init(settings: AuthSettings, client: UpstreamClient, logger: Logger) {
+    public init(
+        settings: AuthSettings, client: UpstreamClient, logger: Logger,
+        jwksFetched: @escaping @Sendable (JWKSCache.FetchResult, Duration) -> Void = { _, _ in }
+    ) {
         self.settings = settings
         let cache = TokenCache(capacity: settings.tokenCacheSize)
         self.tokenCache = cache
         self.verifier = JWTVerifier(configuration: settings.verifier)
-        self.jwks = JWKSCache(settings: settings, client: client, logger: logger) { kids in
-            cache.retainOnly(kids: kids)
-        }
+        self.jwks = JWKSCache(
+            settings: settings, client: client, logger: logger, keysChanged: { kids in cache.retainOnly(kids: kids) },
+            fetched: jwksFetched)
     }
 
     public func authenticate(token: Substring) async -> Outcome {
@@ -86,7 +90,7 @@ public final class Authenticator: Sendable {
         let now = Self.now()
         let digest = TokenCache.Digest(SHA256.hash(bytes))
         if let hit = tokenCache.lookup(digest, now: now - settings.verifier.clockSkew) {
-            return .allowed(identityHeaders: hit.identityHeaders, sub: hit.sub)
+            return .allowed(identityHeaders: hit.identityHeaders, sub: hit.sub, cached: true)
         }
         var result = verifier.verify(token: bytes, keys: keys, now: now)
         if case .failure(let failure) = result, failure.reason == .unknownKey {
@@ -99,7 +103,7 @@ public final class Authenticator: Sendable {
         case .success(let verified):
             let headers = identityHeaders(for: verified)
             tokenCache.insert(digest, .init(exp: verified.exp, kid: verified.kid, identityHeaders: headers, sub: verified.sub))
-            return .allowed(identityHeaders: headers, sub: verified.sub)
+            return .allowed(identityHeaders: headers, sub: verified.sub, cached: false)
         }
     }
 

@@ -39,13 +39,21 @@ public final class JWKSCache: Sendable {
     private let client: UpstreamClient
     private let logger: Logger
     private let keysChanged: @Sendable (Set<String>) -> Void
+    private let fetched: @Sendable (FetchResult, Duration) -> Void
+
+    /// How a fetch ended, for metrics.
+    public enum FetchResult: String, Sendable {
+        case success, notModified = "not_modified", error
+    }
 
     /// - Parameter keysChanged: called with the new set of kids after a fetch changed them
     ///   (the token cache drops tokens whose key left).
     public init(
         settings: AuthSettings, client: UpstreamClient, logger: Logger,
-        keysChanged: @escaping @Sendable (Set<String>) -> Void = { _ in }
+        keysChanged: @escaping @Sendable (Set<String>) -> Void = { _ in },
+        fetched: @escaping @Sendable (FetchResult, Duration) -> Void = { _, _ in }
     ) {
+        self.fetched = fetched
         self.settings = settings
         self.client = client
         self.logger = logger
@@ -109,6 +117,7 @@ public final class JWKSCache: Sendable {
         var headers: [(name: String, value: String)] = [("User-Agent", settings.userAgent), ("Accept", "application/json")]
         if let etag { headers.append(("If-None-Match", etag)) }
         let outcome: Result<FetchedDocument, FetchError>
+        let started = ContinuousClock.now
         do {
             outcome = .success(try await client.fetch(
                 origin: settings.jwksOrigin, target: settings.jwksTarget, headers: headers,
@@ -116,11 +125,13 @@ public final class JWKSCache: Sendable {
         } catch {
             outcome = .failure(error)
         }
-        apply(outcome)
+        fetched(apply(outcome), ContinuousClock.now - started)
     }
 
-    private func apply(_ outcome: Result<FetchedDocument, FetchError>) {
+    @discardableResult
+    private func apply(_ outcome: Result<FetchedDocument, FetchError>) -> FetchResult {
         let now = ContinuousClock.now
+        var result = FetchResult.success
         var changedKids: Set<String>?
         var problem: String?
         var newRejections: [String] = []
@@ -132,6 +143,7 @@ public final class JWKSCache: Sendable {
             case .failure(.upstream(let error)):
                 problem = "JWKS fetch failed: \(Self.describe(error))"
             case .success(let document) where document.status == 304 && s.keys != nil:
+                result = .notModified
                 s.policy.fetchSucceeded(at: now, maxAge: CacheControl.maxAge(document.header("Cache-Control")))
                 s.lastError = nil
             case .success(let document) where document.status != 200:
@@ -156,6 +168,7 @@ public final class JWKSCache: Sendable {
             if let problem {
                 s.lastError = problem
                 s.policy.fetchFailed(at: now)
+                result = .error
             }
         }
         if let problem {
@@ -168,6 +181,7 @@ public final class JWKSCache: Sendable {
             logger.info("JWKS loaded", metadata: ["keys": .stringConvertible(changedKids.count)])
             keysChanged(changedKids)
         }
+        return result
     }
 
     private static func describe(_ error: UpstreamError) -> String {

@@ -12,8 +12,11 @@ struct AccessLogEntry {
     var upstreamDuration: Duration?
     /// Why the exchange ended abnormally, from a fixed vocabulary; nil when it completed.
     var outcome: String?
+    var routeClass: String?
     /// Token decision (`allowed`, `missing`, `invalid_token`, …) when verification is on.
     var auth: String?
+    /// Why a token was refused (`expired`, `bad_signature`, …), the metrics' vocabulary.
+    var authReason: String?
     /// The verified subject (`sub`), never anything of the token itself.
     var user: String?
 
@@ -29,7 +32,9 @@ struct AccessLogEntry {
         ]
         if let upstreamDuration { metadata["upstream_ms"] = .string(Self.milliseconds(upstreamDuration)) }
         if let outcome { metadata["outcome"] = .string(outcome) }
+        if let routeClass { metadata["route_class"] = .string(routeClass) }
         if let auth { metadata["auth"] = .string(auth) }
+        if let authReason { metadata["auth_reason"] = .string(authReason) }
         if let user { metadata["user"] = .string(user) }
         logger.info("request", metadata: metadata)
     }

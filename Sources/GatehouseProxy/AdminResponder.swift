@@ -1,4 +1,5 @@
 import HTTPTypes
+public import GatehouseAuth
 public import HummingbirdCore
 public import NIOCore
 
@@ -7,18 +8,29 @@ public import NIOCore
 /// - `GET /healthz`: 200 whenever the process can answer at all (liveness). It never depends
 ///   on the upstream: restarting gatehouse because FastAPI is slow would only make things worse.
 /// - `GET /readyz`: 200 when traffic should be sent here, else 503 with the reasons (readiness).
+/// - `GET /metrics`: Prometheus metrics (`ProxyMetrics`).
 public struct AdminResponder: Sendable {
     let readiness: Readiness
+    let metrics: ProxyMetrics
+    let jwks: JWKSCache?
 
-    public init(readiness: Readiness) {
+    public init(readiness: Readiness, metrics: ProxyMetrics, jwks: JWKSCache?) {
         self.readiness = readiness
+        self.metrics = metrics
+        self.jwks = jwks
     }
 
     public func respond(to request: Request, writer: consuming ResponseWriter, channel: any Channel) async throws {
         let path = request.head.path.map { $0.split(separator: "?", maxSplits: 1).first.map(String.init) ?? $0 } ?? ""
         let status: HTTPResponse.Status
         let body: String
+        var contentType = "application/json"
         switch (request.method, path) {
+        case (.get, "/metrics"):
+            // Prometheus text exposition format 0.0.4.
+            status = .ok
+            body = String(decoding: metrics.render(jwks: jwks), as: UTF8.self)
+            contentType = "text/plain; version=0.0.4; charset=utf-8"
         case (.get, "/healthz"), (.head, "/healthz"):
             status = .ok
             body = #"{"status":"ok"}"#
@@ -30,7 +42,7 @@ public struct AdminResponder: Sendable {
             body = #"{"detail":"Not Found"}"#
         }
         var fields = HTTPFields()
-        fields[.contentType] = "application/json"
+        fields[.contentType] = contentType
         fields[.cacheControl] = "no-store"
         fields[.contentLength] = String(body.utf8.count)
         var bodyWriter = try await writer.writeHead(HTTPResponse(status: status, headerFields: fields))

@@ -37,13 +37,20 @@ public struct GatehouseServer: Sendable {
         let client = UpstreamClient(configuration: upstreamConfiguration)
         defer { client.shutdown() }
 
-        let authenticator = configuration.auth.map { Authenticator(settings: $0, client: client, logger: self.logger) }
+        let metrics = ProxyMetrics(version: GatehouseVersion.current)
+        metrics.bootstrapMetricsSystem()
+        let authenticator = configuration.auth.map {
+            Authenticator(settings: $0, client: client, logger: self.logger) { result, duration in
+                metrics.recordJWKSFetch(result, duration: duration)
+            }
+        }
         if authenticator == nil {
             self.logger.warning("GATEHOUSE_AUTH=off: every request is forwarded without token verification")
         }
         let readiness = Readiness(listenerCount: 2, jwks: authenticator?.jwks)
-        let proxy = ProxyResponder(configuration: configuration, client: client, authenticator: authenticator, logger: logger)
-        let admin = AdminResponder(readiness: readiness)
+        let proxy = ProxyResponder(
+            configuration: configuration, client: client, authenticator: authenticator, metrics: metrics, logger: logger)
+        let admin = AdminResponder(readiness: readiness, metrics: metrics, jwks: authenticator?.jwks)
         let logger = self.logger
         let maxHeaderBytes = configuration.maxHeaderBytes
 

@@ -22,9 +22,17 @@ public struct ProxyResponder: Sendable {
     let authenticator: Authenticator?
     let forwarding: ForwardingHeaders
     let tokenSources: TokenSources
+    let metrics: ProxyMetrics
     let logger: Logger
+    /// The `route_class` label: every route needs a token today (route rules come later).
+    let routeClass: String
 
-    public init(configuration: GatehouseConfiguration, client: UpstreamClient, authenticator: Authenticator?, logger: Logger) {
+    public init(
+        configuration: GatehouseConfiguration, client: UpstreamClient, authenticator: Authenticator?,
+        metrics: ProxyMetrics, logger: Logger
+    ) {
+        self.metrics = metrics
+        self.routeClass = authenticator == nil ? "unauthenticated" : "protected"
         self.configuration = configuration
         self.client = client
         self.authenticator = authenticator
@@ -38,8 +46,13 @@ public struct ProxyResponder: Sendable {
         let requestID = RequestID.accept(request.headers[.requestID]) ?? RequestID.generate()
         var entry = AccessLogEntry(
             method: request.method.rawValue, path: LoggedPath.redacting(request.head.path ?? ""), requestID: requestID)
+        entry.routeClass = routeClass
+        metrics.inFlight.increment()
         defer {
+            metrics.inFlight.decrement()
             entry.duration = ContinuousClock.now - started
+            metrics.recordRequest(routeClass: routeClass, status: entry.status, duration: entry.duration)
+            if let upstream = entry.upstreamDuration { metrics.upstreamDuration.record(upstream) }
             entry.log(to: logger)
         }
 
@@ -49,11 +62,13 @@ public struct ProxyResponder: Sendable {
         if let authenticator {
             let decision = await authenticate(found.token, with: authenticator)
             entry.auth = decision.logValue
+            if case .refused = decision { entry.authReason = decision.metricReason }
+            metrics.recordAuth(reason: decision.metricReason)
             switch decision {
             case .allowed(let headers, let sub):
                 identity = headers
                 entry.user = sub
-            case .refused(let response):
+            case .refused(let response, _):
                 entry.status = response.status.code
                 entry.outcome = "rejected"
                 entry.bytes = try await send(response, to: writer, requestID: requestID, closeConnection: Self.hasBody(request))
@@ -140,30 +155,38 @@ public struct ProxyResponder: Sendable {
 
     enum AuthDecision {
         case allowed([(name: String, value: String)], sub: String)
-        case refused(ErrorResponse)
+        /// `reason`: the metric/log vocabulary (`missing`, `expired`, `bad_signature`, …).
+        case refused(ErrorResponse, reason: String)
+
+        var metricReason: String {
+            switch self {
+            case .allowed: return "allowed"
+            case .refused(_, let reason): return reason
+            }
+        }
 
         var logValue: String {
             switch self {
             case .allowed: return "allowed"
-            case .refused(let response):
-                switch response.status.code {
-                case 400: return "invalid_request"
-                case 503: return "keys_unavailable"
-                default: return response.detail == ErrorResponse.notAuthenticated.detail ? "missing" : "invalid_token"
-                }
+            case .refused(let response, let reason):
+                return response.status == .unauthorized && reason != "missing" ? "invalid_token" : reason
             }
         }
     }
 
     func authenticate(_ token: TokenSources.Found, with authenticator: Authenticator) async -> AuthDecision {
         switch token {
-        case .none: return .refused(.notAuthenticated)
-        case .conflicting: return .refused(.tokenSentTwice)
+        case .none: return .refused(.notAuthenticated, reason: "missing")
+        case .conflicting: return .refused(.tokenSentTwice, reason: "invalid_request")
         case .token(let token):
             switch await authenticator.authenticate(token: token) {
-            case .allowed(let headers, let sub): return .allowed(headers, sub: sub)
-            case .rejected(let rejection): return .refused(.invalidToken(rejection.rawValue))
-            case .keysUnavailable: return .refused(.keysUnavailable)
+            case .allowed(let headers, let sub, let cached):
+                (cached ? metrics.tokenCacheHits : metrics.tokenCacheMisses).increment()
+                return .allowed(headers, sub: sub)
+            case .rejected(let rejection):
+                metrics.tokenCacheMisses.increment()
+                return .refused(.invalidToken(rejection.rawValue), reason: rejection.code)
+            case .keysUnavailable: return .refused(.keysUnavailable, reason: "keys_unavailable")
             }
         }
     }
