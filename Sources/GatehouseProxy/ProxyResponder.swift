@@ -5,16 +5,18 @@ public import HummingbirdCore
 public import Logging
 public import NIOCore
 
-/// Serves one client request: checks it, forwards it through the upstream client, and
-/// streams the answer back. One instance serves every connection; it holds no per-request
-/// state.
+/// Serves one client request: checks it, verifies its token, forwards it through the upstream
+/// client, and streams the answer back. One instance serves every connection; it holds no
+/// per-request state.
 ///
 /// Order of work for a request (each step can end it):
 /// 1. framing checks the HTTP decoder leaves to us (Host, Content-Length) → 400;
-/// 2. header rewrite: hop-by-hop fields dropped, forwarding fields rebuilt, request id;
-/// 3. the exchange starts; the request body is pumped concurrently (with backpressure);
-/// 4. upstream head → 502/504 on failure, else the head is sent to the client;
-/// 5. body chunks are relayed as they arrive; if the upstream dies mid-body the client's
+/// 2. the bearer token → 401/400/503, or the verified identity;
+/// 3. header rewrite: hop-by-hop and identity fields dropped, forwarding fields rebuilt,
+///    request id, identity headers added;
+/// 4. the exchange starts; the request body is pumped concurrently (with backpressure);
+/// 5. upstream head → 502/504 on failure, else the head is sent to the client;
+/// 6. body chunks are relayed as they arrive; if the upstream dies mid-body the client's
 ///    connection is aborted, so a cut body never looks complete.
 public struct ProxyResponder: Sendable {
     let configuration: GatehouseConfiguration
@@ -56,6 +58,13 @@ public struct ProxyResponder: Sendable {
             entry.log(to: logger)
         }
 
+        if let problem = Self.framingProblem(request) {
+            entry.status = problem.status.code
+            entry.outcome = "rejected"
+            entry.bytes = try await send(problem, to: writer, requestID: requestID, closeConnection: true)
+            return
+        }
+
         // The token comes out of the target (query parameter) before anything is forwarded or logged.
         let found = tokenSources.find(in: request.headers, target: request.head.path ?? "")
         var identity: [(name: String, value: String)] = []
@@ -76,18 +85,8 @@ public struct ProxyResponder: Sendable {
             }
         }
 
-        let upstreamRequest: UpstreamRequest
-        switch makeUpstreamRequest(
+        let upstreamRequest = makeUpstreamRequest(
             request, target: found.target, identity: identity, requestID: requestID, peer: channel.remoteAddress?.ipAddress)
-        {
-        case .success(let built): upstreamRequest = built
-        case .failure(let problem):
-            entry.status = problem.status.code
-            entry.outcome = "rejected"
-            entry.bytes = try await send(problem, to: writer, requestID: requestID, closeConnection: true)
-            return
-        }
-
         if upstreamRequest.body != .none, request.headers[.expect]?.lowercased() == "100-continue" {
             try await writer.writeInformationalHead(HTTPResponse(status: .continue))
         }
@@ -109,8 +108,23 @@ public struct ProxyResponder: Sendable {
             entry.bytes = try await send(response, to: writer, requestID: requestID, closeConnection: !bodyComplete)
             return
         }
-
         entry.status = head.status
+        do {
+            try await relay(head, of: exchange, requestID: requestID, to: writer, channel: channel, bytes: &entry.bytes)
+        } catch {
+            exchange.cancel()
+            _ = await pump?.value
+            entry.outcome = error is UpstreamError ? Self.reason(for: error) : "client_closed"
+            throw error  // HummingbirdCore closes the connection: the client sees a cut, not an end.
+        }
+        _ = await pump?.value
+    }
+
+    /// Sends the upstream's head and body to the client.
+    private func relay(
+        _ head: UpstreamResponseHead, of exchange: UpstreamExchange, requestID: String,
+        to writer: consuming ResponseWriter, channel: any Channel, bytes: inout Int
+    ) async throws {
         let responseHead = responseHead(from: head, requestID: requestID)
         if let complete = exchange.takeCompleteBody() {
             // Everything is here already: one write, one flush.
@@ -120,35 +134,26 @@ public struct ProxyResponder: Sendable {
             } else {
                 for var chunk in complete { body.writeBuffer(&chunk) }
             }
-            entry.bytes = body.readableBytes
+            bytes = body.readableBytes
             try await writer.write(response: responseHead, body: ResponseBody(byteBuffer: body))
-            _ = await pump?.value
             return
         }
         var bodyWriter = try await writer.writeHead(responseHead)
-        do {
-            var sinceBarrier = 0
-            while let chunk = try await exchange.nextBodyChunk() {
-                entry.bytes += chunk.readableBytes
-                try await bodyWriter.write(chunk)
-                // The response writer hands each chunk to the event loop without waiting, and
-                // only stops accepting once the loop has seen the socket fill up. A round trip
-                // through the loop every `writeBarrierBytes` makes that signal current, so a
-                // fast upstream cannot queue megabytes ahead of a slow client.
-                sinceBarrier += chunk.readableBytes
-                if sinceBarrier >= Self.writeBarrierBytes {
-                    sinceBarrier = 0
-                    try await channel.eventLoop.submit {}.get()
-                }
+        var sinceBarrier = 0
+        while let chunk = try await exchange.nextBodyChunk() {
+            bytes += chunk.readableBytes
+            try await bodyWriter.write(chunk)
+            // The response writer hands each chunk to the event loop without waiting, and only
+            // stops accepting once the loop has seen the socket fill up. A round trip through
+            // the loop every `writeBarrierBytes` makes that signal current, so a fast upstream
+            // cannot queue megabytes ahead of a slow client.
+            sinceBarrier += chunk.readableBytes
+            if sinceBarrier >= Self.writeBarrierBytes {
+                sinceBarrier = 0
+                try await channel.eventLoop.submit {}.get()
             }
-            try await bodyWriter.finish(nil)
-        } catch {
-            exchange.cancel()
-            _ = await pump?.value
-            entry.outcome = error is UpstreamError ? Self.reason(for: error) : "client_closed"
-            throw error  // HummingbirdCore closes the connection: the client sees a cut, not an end.
         }
-        _ = await pump?.value
+        try await bodyWriter.finish(nil)
     }
 
     // MARK: Request
@@ -195,30 +200,36 @@ public struct ProxyResponder: Sendable {
         request.headers[.transferEncoding] != nil || (request.headers[.contentLength].map { $0 != "0" } ?? false)
     }
 
-    func makeUpstreamRequest(
-        _ request: Request, target path: String, identity: [(name: String, value: String)], requestID: String, peer: String?
-    ) -> Result<UpstreamRequest, ErrorResponse> {
+    /// Checks HTTP/1.1 framing rules the decoder does not enforce.
+    static func framingProblem(_ request: Request) -> ErrorResponse? {
         let fields = request.headers
         // RFC 9112 §3.2: exactly one Host in an HTTP/1.1 request.
-        guard let authority = request.head.authority else { return .failure(.badRequest("Missing Host header")) }
-        if fields[.host] != nil { return .failure(.badRequest("Multiple Host headers")) }
-        guard path.hasPrefix("/") else {
-            return .failure(.badRequest("Request target must be an absolute path"))
-        }
-
+        guard request.head.authority != nil else { return .badRequest("Missing Host header") }
+        if fields[.host] != nil { return .badRequest("Multiple Host headers") }
+        guard request.head.path?.hasPrefix("/") == true else { return .badRequest("Request target must be an absolute path") }
         // RFC 9112 §6.3: a message with both is an attack vector (request smuggling).
         let contentLengths = fields[values: .contentLength]
-        let chunked = fields[.transferEncoding] != nil
-        if chunked && !contentLengths.isEmpty {
-            return .failure(.badRequest("Both Content-Length and Transfer-Encoding"))
+        if fields[.transferEncoding] != nil && !contentLengths.isEmpty {
+            return .badRequest("Both Content-Length and Transfer-Encoding")
         }
+        if let first = contentLengths.first {
+            guard contentLengths.allSatisfy({ $0 == first }), !first.isEmpty,
+                first.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), Int64(first) != nil
+            else { return .badRequest("Invalid Content-Length") }
+        }
+        return nil
+    }
+
+    /// The request FastAPI receives. Call only after `framingProblem` found nothing.
+    func makeUpstreamRequest(
+        _ request: Request, target path: String, identity: [(name: String, value: String)], requestID: String, peer: String?
+    ) -> UpstreamRequest {
+        let fields = request.headers
+        let authority = request.head.authority ?? ""
         var body = UpstreamRequest.Body.none
-        if chunked {
+        if fields[.transferEncoding] != nil {
             body = .streamed
-        } else if let first = contentLengths.first {
-            guard contentLengths.allSatisfy({ $0 == first }), first.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                let length = Int64(first)
-            else { return .failure(.badRequest("Invalid Content-Length")) }
+        } else if let length = fields[.contentLength].flatMap({ Int64($0) }) {
             body = .length(length)
         }
 
@@ -247,9 +258,9 @@ public struct ProxyResponder: Sendable {
         headers += forwarding.fields(peer: peer, host: authority, incoming: incoming)
         headers.append(("X-Request-Id", requestID))
         headers += identity
-        return .success(UpstreamRequest(
+        return UpstreamRequest(
             origin: configuration.upstream.origin, target: configuration.upstream.pathPrefix + path,
-            method: request.method.rawValue, headers: headers, body: body))
+            method: request.method.rawValue, headers: headers, body: body)
     }
 
     static let writeBarrierBytes = 256 * 1024
