@@ -53,6 +53,10 @@ def _tail(path: Path, limit: int = 6000) -> str:
     return ("…(truncated)…\n" if len(data) > limit else "") + text
 
 
+# Every gatehouse this session started (their logs stay on disk until the session ends).
+EVERY_GATEHOUSE: list = []
+
+
 @dataclass
 class _Logged:
     name: str
@@ -271,6 +275,7 @@ def start_gatehouse(
         port=port, admin_port=admin_port, env=env,
     )
     _LIVE.append(gh)
+    EVERY_GATEHOUSE.append(gh)
     if not wait_ready:
         return gh
 

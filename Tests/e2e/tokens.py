@@ -180,11 +180,17 @@ class SigningKey:
         return sign_compact(header, payload, lambda data: self.sign_bytes(data))
 
 
+# Every token this suite signs, so test_zz_no_secrets can grep all of gatehouse's output for them.
+MINTED: list[str] = []
+
+
 def sign_compact(header: dict | bytes, payload: dict | bytes, signer) -> str:
     h = header if isinstance(header, bytes) else json_bytes(header)
     p = payload if isinstance(payload, bytes) else json_bytes(payload)
     signing_input = f"{b64url(h)}.{b64url(p)}".encode("ascii")
-    return f"{signing_input.decode()}.{b64url(signer(signing_input))}"
+    token = f"{signing_input.decode()}.{b64url(signer(signing_input))}"
+    MINTED.append(token)
+    return token
 
 
 # ---------------------------------------------------------------------------------------
