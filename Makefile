@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEBUG_BIN = $$(swift build --show-bin-path)/gatehouse
 RELEASE_BIN = $$(swift build -c release --show-bin-path)/gatehouse
 
-.PHONY: all deps venv build release test unit e2e demo bench fuzz clean
+.PHONY: all deps venv build release test unit e2e demo bench fuzz deploy-check clean
 
 all: build
 
@@ -13,9 +13,10 @@ deps:
 	@scripts/install-deps.sh
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: Tests/e2e/requirements.txt deploy/example/requirements.txt
+$(VENV)/.installed: Tests/e2e/requirements.txt deploy/example/requirements.txt Tests/deploy/requirements.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -r Tests/e2e/requirements.txt -r deploy/example/requirements.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r Tests/e2e/requirements.txt \
+		-r deploy/example/requirements.txt -r Tests/deploy/requirements.txt
 	touch $@
 
 build: deps
@@ -25,12 +26,14 @@ release: deps
 	swift build -c release
 
 ## test: everything — Swift unit tests, the fuzz corpus replayed and each fuzzer run briefly,
-## then the end-to-end suite against the real binary.
+## the deploy/ checks, then the end-to-end suite against the real binary (last, so its
+## closing line is the summary).
 test: deps venv
 	swift build --build-tests
 	swift test --skip-build
 	FUZZ_REPLAY_SCRATCH=.build scripts/fuzz.sh --replay
 	scripts/fuzz.sh $(or $(TEST_FUZZ_SECONDS),15)
+	$(PY) -m pytest Tests/deploy -q -p no:cacheprovider
 	GATEHOUSE_BIN=$(DEBUG_BIN) $(PY) -m pytest Tests/e2e -q -p no:cacheprovider
 
 unit: deps
@@ -55,6 +58,10 @@ bench: venv release
 ## fuzz: libFuzzer on the JWT and JWKS parsers (FUZZ_SECONDS per target, default 60).
 fuzz: deps
 	scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
+
+## deploy-check: lint and validate deploy/ (Dockerfiles, Compose, Kubernetes, systemd, shell scripts).
+deploy-check: deps venv
+	$(PY) -m pytest Tests/deploy -q -p no:cacheprovider
 
 clean:
 	rm -rf .build .build-fuzz .build-fuzzreplay $(VENV)
