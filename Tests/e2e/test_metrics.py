@@ -45,6 +45,11 @@ def test_counters_move_with_each_decision(gatehouse_factory, upstream):
             "issuer": bearer(key.token(better_auth_payload(origin, iss="https://elsewhere.example"))),
             "audience": bearer(key.token(better_auth_payload(origin, aud="https://elsewhere.example"))),
             "malformed": bearer("not-a-token"),
+            # an ES256 header naming the EdDSA key: the algorithm does not fit the key
+            "alg": bearer(key.token(better_auth_payload(origin), alg="ES256")),
+            "not_yet_valid": bearer(key.token(better_auth_payload(origin, now=time.time() + 3600))),
+            # two Authorization headers: ambiguous, refused as invalid_request
+            "invalid_request": [("Authorization", f"Bearer {good}"), ("Authorization", f"Bearer {good}")],
         }
         before = scrape(gh)
         with httpx.Client(base_url=gh.url, timeout=10) as client:
