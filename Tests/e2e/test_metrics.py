@@ -68,7 +68,8 @@ def test_counters_move_with_each_decision(gatehouse_factory, upstream):
             return value(after, name, **labels) - value(before, name, **labels)
 
         assert moved("gatehouse_requests_total", route_class="protected", status="200") == 2
-        assert moved("gatehouse_requests_total", route_class="protected", status="401") == len(cases) - 1
+        assert moved("gatehouse_requests_total", route_class="protected", status="401") == len(cases) - 2
+        assert moved("gatehouse_requests_total", route_class="protected", status="400") == 1
         assert moved("gatehouse_token_cache_hits_total") >= 1
         assert moved("gatehouse_request_duration_seconds_count") == len(cases) + 1
         assert moved("gatehouse_upstream_duration_seconds_count") == 2, "only forwarded requests reach upstream"
