@@ -89,20 +89,26 @@ public final class Authenticator: Sendable {
         guard case .ready(let keys) = jwks.currentKeys() else { return .keysUnavailable }
         let now = Self.now()
         let digest = TokenCache.Digest(SHA256.hash(bytes))
-        if let hit = tokenCache.lookup(digest, now: now - settings.verifier.clockSkew) {
+        if let hit = tokenCache.lookup(digest, now: now - settings.verifier.clockSkew), let key = hit.key,
+            keys.key(for: hit.kid) === key
+        {
             return .allowed(identityHeaders: hit.identityHeaders, sub: hit.sub, cached: true)
         }
-        var result = verifier.verify(token: bytes, keys: keys, now: now)
+        var keySet = keys
+        var result = verifier.verify(token: bytes, keys: keySet, now: now)
         if case .failure(let failure) = result, failure.reason == .unknownKey {
             guard case .ready(let refreshed) = await jwks.keysAfterUnknownKid() else { return .keysUnavailable }
-            result = verifier.verify(token: bytes, keys: refreshed, now: now)
+            keySet = refreshed
+            result = verifier.verify(token: bytes, keys: keySet, now: now)
         }
         switch result {
         case .failure(let failure):
             return .rejected(Rejection(failure.reason))
         case .success(let verified):
             let headers = identityHeaders(for: verified)
-            tokenCache.insert(digest, .init(exp: verified.exp, kid: verified.kid, identityHeaders: headers, sub: verified.sub))
+            tokenCache.insert(digest, .init(
+                exp: verified.exp, kid: verified.kid, key: keySet.key(for: verified.kid), identityHeaders: headers,
+                sub: verified.sub))
             return .allowed(identityHeaders: headers, sub: verified.sub, cached: false)
         }
     }

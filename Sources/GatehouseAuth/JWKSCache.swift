@@ -28,6 +28,9 @@ public final class JWKSCache: Sendable {
         var policy: JWKSRefreshPolicy
         var keys: JWKSet?
         var etag: String?
+        /// The document the current keys came from: an identical refetch keeps the same key
+        /// objects, so the verified-token cache (which checks key identity) stays warm.
+        var document: [UInt8] = []
         var lastError: String?
         var inFlight: Task<Void, Never>?
         /// Rejected-key reasons already logged, so one bad key is logged once, not per refresh.
@@ -148,6 +151,11 @@ public final class JWKSCache: Sendable {
                 s.lastError = nil
             case .success(let document) where document.status != 200:
                 problem = "JWKS fetch answered HTTP \(document.status)"
+            case .success(let document) where s.keys != nil && document.body == s.document:
+                result = .notModified
+                s.etag = document.header("ETag")
+                s.lastError = nil
+                s.policy.fetchSucceeded(at: now, maxAge: CacheControl.maxAge(document.header("Cache-Control")))
             case .success(let document):
                 switch JWKSet.parse(document.body) {
                 case .failure(let error):
@@ -155,6 +163,7 @@ public final class JWKSCache: Sendable {
                 case .success(let set):
                     let oldKids = s.keys?.kids
                     s.keys = set
+                    s.document = document.body
                     s.etag = document.header("ETag")
                     s.lastError = nil
                     s.policy.fetchSucceeded(at: now, maxAge: CacheControl.maxAge(document.header("Cache-Control")))

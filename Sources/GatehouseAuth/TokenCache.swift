@@ -1,3 +1,4 @@
+public import JOSE
 import Synchronization
 
 /// Verified tokens, so a repeated token costs a SHA-256 and a lookup instead of a signature
@@ -24,6 +25,10 @@ public final class TokenCache: Sendable {
         /// Seconds since the epoch.
         public var exp: Double
         public var kid: String?
+        /// The key that verified the token; a hit counts only while the current JWKS still
+        /// maps `kid` to this very key (a kid re-used with new material, or a purge racing
+        /// with an insert, must not keep a token alive).
+        public var key: VerificationKey?
         /// Identity headers to send upstream, computed once at verification.
         public var identityHeaders: [(name: String, value: String)]
         public var sub: String

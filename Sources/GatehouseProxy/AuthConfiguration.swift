@@ -76,7 +76,11 @@ enum AuthConfigurationReader {
         } ?? baseURL.map { [$0.origin] }
 
         guard let mode, let claimHeaders, let claimsHeader, let cookie, let queryParam, let forward else { return nil }
-        let identity = Set(claimHeaders.map { $0.header.lowercased() } + (claimsHeader.map { [$0.lowercased()] } ?? []))
+        // The default names are stripped even when configured away: an app written against
+        // the defaults must never receive a client's forged `X-User-Id` or `X-Auth-Claims`.
+        let identity = Set(
+            claimHeaders.map { $0.header.lowercased() } + (claimsHeader.map { [$0.lowercased()] } ?? [])
+                + ["x-user-id", "x-user-email", "x-auth-claims"])
         var result = Result(settings: nil, cookie: cookie, queryParam: queryParam, forwardToken: forward, identityHeaderNames: identity)
         if mode == "off" { return result }
 

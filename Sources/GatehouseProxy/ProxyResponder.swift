@@ -61,7 +61,7 @@ public struct ProxyResponder: Sendable {
         if let problem = Self.framingProblem(request) {
             entry.status = problem.status.code
             entry.outcome = "rejected"
-            entry.bytes = try await send(problem, to: writer, requestID: requestID, closeConnection: true)
+            entry.bytes = try await send(problem, to: writer, requestID: requestID, closeConnection: true, channel: channel)
             return
         }
 
@@ -80,7 +80,8 @@ public struct ProxyResponder: Sendable {
             case .refused(let response, _):
                 entry.status = response.status.code
                 entry.outcome = "rejected"
-                entry.bytes = try await send(response, to: writer, requestID: requestID, closeConnection: Self.hasBody(request))
+                entry.bytes = try await send(
+                    response, to: writer, requestID: requestID, closeConnection: Self.hasBody(request), channel: channel)
                 return
             }
         }
@@ -93,7 +94,13 @@ public struct ProxyResponder: Sendable {
 
         let exchange = client.start(upstreamRequest)
         let pump: Task<Bool, Never>? =
-            upstreamRequest.body == .none ? nil : Task { await Self.pumpRequestBody(request.body, into: exchange) }
+            upstreamRequest.body == .none
+            ? nil
+            : Task {
+                var declared: Int64?
+                if case .length(let length) = upstreamRequest.body { declared = length }
+                return await Self.pumpRequestBody(request.body, declaredLength: declared, into: exchange)
+            }
 
         let head: UpstreamResponseHead
         do {
@@ -105,7 +112,7 @@ public struct ProxyResponder: Sendable {
             entry.status = response.status.code
             entry.outcome = Self.reason(for: error)
             if case UpstreamError.cancelled = error { throw error }  // the client went away
-            entry.bytes = try await send(response, to: writer, requestID: requestID, closeConnection: !bodyComplete)
+            entry.bytes = try await send(response, to: writer, requestID: requestID, closeConnection: !bodyComplete, channel: channel)
             return
         }
         entry.status = head.status
@@ -244,6 +251,14 @@ public struct ProxyResponder: Sendable {
             let name = field.name.canonicalName
             if hopByHop.contains(name) || Self.rebuilt.contains(name) || identityNames.contains(name) { continue }
             if dropAuthorization && field.name == .authorization { continue }
+            if dropAuthorization, field.name == .cookie, let cookie = configuration.tokenCookie {
+                // The token's cookie stays behind too; the other cookies pass.
+                let kept = field.value.split(separator: ";").filter {
+                    !$0.drop { $0 == " " }.hasPrefix(cookie + "=")
+                }
+                if !kept.isEmpty { headers.append((field.name.rawName, kept.joined(separator: ";").trimmingSpaces())) }
+                continue
+            }
             if ForwardingHeaders.managed.contains(name) {
                 switch name {
                 case "x-forwarded-for": incoming.forwardedFor.append(field.value)
@@ -270,10 +285,20 @@ public struct ProxyResponder: Sendable {
 
     /// Copies the request body to the exchange. Returns whether the whole body was read
     /// (if not, the connection cannot be reused: the rest of the body is still on it).
-    static func pumpRequestBody(_ body: RequestBody, into exchange: UpstreamExchange) async -> Bool {
+    static func pumpRequestBody(
+        _ body: RequestBody, declaredLength: Int64?, into exchange: UpstreamExchange
+    ) async -> Bool {
         do {
+            var received: Int64 = 0
             for try await chunk in body {
+                received += Int64(chunk.readableBytes)
                 try await exchange.writeRequestBody(chunk)
+            }
+            // The stream also ends when the client disconnects mid-body; a short body is an
+            // aborted request, never a complete one.
+            if let declaredLength, received != declaredLength {
+                exchange.cancel()
+                return false
             }
             exchange.finishRequestBody()
             return true
@@ -304,13 +329,22 @@ public struct ProxyResponder: Sendable {
     }
 
     /// Writes one of gatehouse's own answers; returns the body size (for the access log).
+    /// With `closeConnection` the connection really ends after the answer: HummingbirdCore
+    /// would otherwise go on reading (and draining an unread body) whatever the header says.
+    /// The output side is shut after the answer has reached the socket, so the client reads
+    /// the answer and then end-of-stream.
     @discardableResult
     func send(
-        _ response: ErrorResponse, to writer: consuming ResponseWriter, requestID: String, closeConnection: Bool
+        _ response: ErrorResponse, to writer: consuming ResponseWriter, requestID: String, closeConnection: Bool,
+        channel: any Channel
     ) async throws -> Int {
         let bytes = response.body
         try await writer.write(
             response: response.head(requestID: requestID, closeConnection: closeConnection), body: ResponseBody(byteBuffer: bytes))
+        if closeConnection {
+            try? await channel.eventLoop.submit {}.get()  // the write above is processed first (FIFO)
+            try? await channel.close(mode: .output)
+        }
         return bytes.readableBytes
     }
 

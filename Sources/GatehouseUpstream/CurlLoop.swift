@@ -6,10 +6,10 @@ import Synchronization
 ///
 /// **Invariant (libcurl's thread rules):** the multi handle and every easy handle are touched
 /// only by the loop thread started in `init`. Other threads talk to it through `enqueue`,
-/// which appends to `commands` under its mutex and calls `curl_multi_wakeup`, the one libcurl
-/// call documented as safe from any thread. `curl_easy_pause` runs on the loop thread, where
+/// which appends to the command queue under its mutex and calls `curl_multi_wakeup`, the one
+/// libcurl call documented as safe from any thread. `curl_easy_pause` runs on the loop thread, where
 /// it may re-enter our callbacks before returning; callbacks take only the exchange's own
-/// lock, never `commands`' lock while holding it, so re-entry cannot deadlock.
+/// lock, never the queue's lock while holding it, so re-entry cannot deadlock.
 ///
 /// Each loop iteration: drain commands → `curl_multi_perform` → reap finished transfers →
 /// check our own timers (time to response head, idle) → `curl_multi_poll`.
@@ -22,9 +22,12 @@ final class CurlLoop: Sendable {
     }
 
     private let multi: MultiHandle
-    private let commands = Mutex<[Command]>([])
+    private struct Queue {
+        var commands: [Command] = []
+        var stopping = false
+    }
+    private let queue = Mutex(Queue())
     private let configuration: UpstreamClientConfiguration
-    private let stopped = Mutex(false)
 
     init(configuration: UpstreamClientConfiguration) {
         CurlGlobal.initialise()
@@ -43,24 +46,37 @@ final class CurlLoop: Sendable {
     func cancel(_ exchange: UpstreamExchange, reason: UpstreamError = .cancelled) { enqueue(.cancel(exchange, reason)) }
 
     /// Cancels every transfer and ends the thread.
-    func stop() {
-        let already = stopped.withLock { s in
-            defer { s = true }
-            return s
-        }
-        if !already { enqueue(.stop) }
-    }
+    func stop() { enqueue(.stop) }
 
+    /// Queues a command and wakes the loop. After `.stop` has been queued nothing reaches the
+    /// loop any more: a late `.start` fails at once (so no task waits forever) and the multi
+    /// handle, which the loop frees when it stops, is never touched again. The wake-up runs
+    /// under the queue's lock for that reason: the loop frees the handle under the same lock.
     private func enqueue(_ command: Command) {
-        commands.withLock { $0.append(command) }
-        curl_multi_wakeup(multi.pointer)
+        let accepted = queue.withLock { q -> Bool in
+            guard !q.stopping else { return false }
+            if case .stop = command { q.stopping = true }
+            q.commands.append(command)
+            curl_multi_wakeup(multi.pointer)
+            return true
+        }
+        if !accepted, case .start(let exchange) = command {
+            let wakeups = ResumeBatch()
+            exchange.complete(.failure(.cancelled), wakeups: wakeups)
+            wakeups.run()
+        }
     }
 
     fileprivate func takeCommands() -> [Command] {
-        commands.withLock { queue in
-            defer { queue.removeAll(keepingCapacity: true) }
-            return queue
+        queue.withLock { q in
+            defer { q.commands.removeAll(keepingCapacity: true) }
+            return q.commands
         }
+    }
+
+    /// Frees the multi handle; the loop thread's last act.
+    fileprivate func cleanUpMulti() {
+        queue.withLock { _ in curl_multi_cleanup(multi.pointer) }
     }
 }
 
@@ -113,7 +129,7 @@ private final class LoopThread {
                     wakeups.run()
                     for easy in idleHandles { curl_easy_cleanup(easy) }
                     idleHandles.removeAll()
-                    curl_multi_cleanup(multi)
+                    loop.cleanUpMulti()
                     return
                 }
             }

@@ -18,6 +18,9 @@ final class EasyTransfer {
     private var retained: Unmanaged<EasyTransfer>?
 
     private(set) var headReceived = false
+    /// Request-body bytes handed to curl, and the declared length (nil when chunked).
+    private var bodyBytesSent: Int64 = 0
+    private var declaredBodyLength: Int64?
     private(set) var requestSentAt: ContinuousClock.Instant?
     private(set) var lastActivity = ContinuousClock.now
 
@@ -99,6 +102,7 @@ final class EasyTransfer {
             }
             requestSentAt = .now
         case (_, .length(let length)):
+            declaredBodyLength = length
             configureUpload(easy, userdata: userdata, length: length, check: check)
             if !sawContentType { headerList = curl_slist_append(headerList, "Content-Type:") }
         case (_, .streamed):
@@ -174,8 +178,19 @@ final class EasyTransfer {
         switch exchange.curlRead(into: destination, wakeups: wakeups) {
         case .bytes(let n):
             lastActivity = .now
+            bodyBytesSent += Int64(n)
+            // With a declared length curl never asks again after the last byte, so the time
+            // to the response head starts here.
+            if bodyBytesSent == declaredBodyLength { requestSentAt = .now }
             return n
         case .endOfBody:
+            // A body shorter than its Content-Length must never look complete upstream: curl
+            // 7.88 would end the request there and keep the connection, and the upstream would
+            // read the next request's bytes as this body (request smuggling). Abort instead.
+            if let declared = declaredBodyLength, bodyBytesSent != declared {
+                failure = .unavailable("request body ended before its Content-Length")
+                return GH_READFUNC_ABORT
+            }
             if requestSentAt == nil { requestSentAt = .now }
             return 0
         case .pause:

@@ -26,6 +26,13 @@ struct ResponseHeadParser {
             guard inBlock else { return .needMore }
             inBlock = false
             if (100..<200).contains(status) { return .needMore }
+            // RFC 9112 §6.3: a response with both framings, or with conflicting lengths, is
+            // unparseable; forwarding either length could desynchronise the client.
+            let lengths = Set(headers.lazy.filter { $0.name.lowercased() == "content-length" }.map(\.value))
+            if lengths.count > 1 { return .malformed("conflicting Content-Length") }
+            if !lengths.isEmpty, headers.contains(where: { $0.name.lowercased() == "transfer-encoding" }) {
+                return .malformed("both Content-Length and Transfer-Encoding")
+            }
             return .head(UpstreamResponseHead(status: status, reason: reason, headers: headers))
         }
         if !inBlock {

@@ -63,7 +63,7 @@ import Testing
 @Suite struct TokenCacheTests {
     func key(_ n: UInt8) -> TokenCache.Digest { TokenCache.Digest([UInt8](repeating: n, count: 32)) }
     func entry(exp: Double = 2_000, kid: String? = "k1", sub: String = "u") -> TokenCache.Entry {
-        .init(exp: exp, kid: kid, identityHeaders: [("X-User-Id", sub)], sub: sub)
+        .init(exp: exp, kid: kid, key: nil, identityHeaders: [("X-User-Id", sub)], sub: sub)
     }
 
     @Test func leastRecentlyUsedIsEvicted() {

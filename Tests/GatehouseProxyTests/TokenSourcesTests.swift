@@ -76,7 +76,7 @@ import Testing
         #expect(auth.claimHeaders == [.init(header: "X-Org", path: ["org", "id"])])
         #expect(auth.claimsHeader == nil)
         #expect(!configuration.forwardToken)
-        #expect(configuration.identityHeaderNames == ["x-org"])
+        #expect(configuration.identityHeaderNames == ["x-org", "x-user-id", "x-user-email", "x-auth-claims"])
     }
 
     @Test func noIssuerConfiguredFailsClosed() {

@@ -46,3 +46,16 @@ import Testing
         }
     }
 }
+
+extension ResponseHeadParserTests {
+    @Test(arguments: [
+        ["Content-Length: 5\r\n", "Transfer-Encoding: chunked\r\n"],
+        ["Content-Length: 5\r\n", "Content-Length: 6\r\n"],
+    ])
+    func ambiguousFramingIsMalformed(_ fields: [String]) {
+        guard case .malformed = feed(["HTTP/1.1 200 OK\r\n"] + fields + ["\r\n"]).last else {
+            Issue.record("accepted ambiguous framing \(fields)")
+            return
+        }
+    }
+}
