@@ -30,18 +30,7 @@ public struct TokenMinter: Sendable {
         let iat = Int(now.timeIntervalSince1970)
         let created = ISO8601DateFormatter.betterAuth.string(from: now.addingTimeInterval(-86_400))
         let updated = ISO8601DateFormatter.betterAuth.string(from: now)
-        func q(_ s: String) -> String {
-            var out = "\""
-            for scalar in s.unicodeScalars {
-                switch scalar {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-                default: out.unicodeScalars.append(scalar)
-                }
-            }
-            return out + "\""
-        }
+        let q = JSONText.quoted
         let header = #"{"alg":"EdDSA","kid":\#(q(key.kid))}"#
         let payload = "{\"iat\":\(iat),\"name\":\(q(user.name)),\"email\":\(q(user.email)),"
             + "\"emailVerified\":\(user.emailVerified),\"image\":null,\"createdAt\":\(q(created)),"

@@ -1,3 +1,4 @@
+import JOSE
 public import HTTPTypes
 public import NIOCore
 
@@ -60,26 +61,4 @@ public struct ErrorResponse: Error, Sendable {
 
 extension HTTPField.Name {
     static let requestID = HTTPField.Name("X-Request-Id")!
-}
-
-/// Minimal JSON string encoding (RFC 8259 §7), shared by error bodies and JSON logs.
-enum JSONText {
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        out.reserveCapacity(text.utf8.count + 2)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7f:
-                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
-                    + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
 }

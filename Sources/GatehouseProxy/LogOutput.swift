@@ -1,3 +1,4 @@
+import JOSE
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
