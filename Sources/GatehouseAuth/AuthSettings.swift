@@ -41,10 +41,4 @@ public struct AuthSettings: Sendable {
         self.claimsHeader = claimsHeader
         self.userAgent = userAgent
     }
-
-    /// Lowercased names of every identity header gatehouse sets. Incoming copies of these are
-    /// removed from every request, so a client can never forge them.
-    public var identityHeaderNames: Set<String> {
-        Set(claimHeaders.map { $0.header.lowercased() } + (claimsHeader.map { [$0.lowercased()] } ?? []))
-    }
 }
