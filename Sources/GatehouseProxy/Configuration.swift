@@ -17,6 +17,8 @@ public struct GatehouseConfiguration: Sendable {
     public var upstreamIdleTimeout: Duration
     public var maxHeaderBytes: Int
     public var headerReadTimeout: Duration
+    /// Open client connections at most (tunnels and streams included); past it new ones wait.
+    public var maxConnections = 10_000
     public var shutdownDelay: Duration
     public var shutdownTimeout: Duration
     public var logLevel: Logger.Level
@@ -54,6 +56,7 @@ public struct GatehouseConfiguration: Sendable {
         ("GATEHOUSE_UPSTREAM_IDLE_TIMEOUT", "300s", "longest silence on an exchange; a stream that sends nothing this long is ended"),
         ("GATEHOUSE_MAX_HEADER_BYTES", "32KiB", "largest request header block accepted (431 above)"),
         ("GATEHOUSE_HEADER_READ_TIMEOUT", "10s", "time a client has to send its request headers, and the keep-alive idle time"),
+        ("GATEHOUSE_MAX_CONNECTIONS", "10000", "open client connections at most (WebSocket tunnels and streams included); past it new connections wait in the listen backlog"),
         ("GATEHOUSE_SHUTDOWN_DELAY", "5s", "after SIGTERM, time /readyz reports 503 while traffic is still served"),
         ("GATEHOUSE_SHUTDOWN_TIMEOUT", "25s", "after the delay, time in-flight requests get to finish before they are closed"),
         ("GATEHOUSE_LOG_LEVEL", "info", "trace, debug, info, notice, warning, error or critical"),
@@ -103,6 +106,9 @@ public struct GatehouseConfiguration: Sendable {
             SizeValue.parse($0).flatMap { (1024...(1 << 20)).contains($0) ? $0 : nil }
         }
         let headerRead = reader.positiveDuration("GATEHOUSE_HEADER_READ_TIMEOUT", default: "10s")
+        let maxConnections = reader.value(
+            "GATEHOUSE_MAX_CONNECTIONS", default: "10000", expected: "a whole number from 1 to 1000000"
+        ) { Int($0).flatMap { (1...1_000_000).contains($0) ? $0 : nil } }
         let delay = reader.value("GATEHOUSE_SHUTDOWN_DELAY", default: "5s", expected: DurationValue.expected, DurationValue.parse)
         let shutdownTimeout = reader.value("GATEHOUSE_SHUTDOWN_TIMEOUT", default: "25s", expected: DurationValue.expected, DurationValue.parse)
         let level = reader.value("GATEHOUSE_LOG_LEVEL", default: "info", expected: "one of trace, debug, info, notice, warning, error, critical") {
@@ -118,20 +124,22 @@ public struct GatehouseConfiguration: Sendable {
         let unknown = environment.keys.filter { $0.hasPrefix("GATEHOUSE_") && !known.contains($0) }.sorted()
 
         guard reader.problems.isEmpty, let upstream, let listen, let admin, let trusted, let timeout, let connectTimeout,
-            let idle, let maxHeader, let headerRead, let delay, let shutdownTimeout, let level, let format, let auth
+            let idle, let maxHeader, let headerRead, let maxConnections, let delay, let shutdownTimeout, let level, let format, let auth
         else { return .failure(ConfigurationError(problems: reader.problems)) }
         if listen == admin {
             return .failure(ConfigurationError(problems: [
                 Problem(variable: "GATEHOUSE_ADMIN_LISTEN", message: "must differ from GATEHOUSE_LISTEN (\(listen))")
             ]))
         }
-        return .success(GatehouseConfiguration(
+        var configuration = GatehouseConfiguration(
             upstream: upstream, listen: listen, adminListen: admin, trustedProxies: trusted,
             upstreamTimeout: timeout, upstreamConnectTimeout: connectTimeout, upstreamIdleTimeout: idle,
             maxHeaderBytes: maxHeader, headerReadTimeout: headerRead, shutdownDelay: delay,
             shutdownTimeout: shutdownTimeout, logLevel: level, logFormat: format, auth: auth.settings,
             tokenCookie: auth.cookie, tokenQueryParam: auth.queryParam, forwardToken: auth.forwardToken,
-            identityHeaderNames: auth.identityHeaderNames, unknownVariables: unknown))
+            identityHeaderNames: auth.identityHeaderNames, unknownVariables: unknown)
+        configuration.maxConnections = maxConnections
+        return .success(configuration)
     }
 
     /// The effective configuration as `NAME=value` lines, for `check-config` and the startup
@@ -148,6 +156,7 @@ public struct GatehouseConfiguration: Sendable {
             ("GATEHOUSE_UPSTREAM_IDLE_TIMEOUT", upstreamIdleTimeout.settingText),
             ("GATEHOUSE_MAX_HEADER_BYTES", String(maxHeaderBytes)),
             ("GATEHOUSE_HEADER_READ_TIMEOUT", headerReadTimeout.settingText),
+            ("GATEHOUSE_MAX_CONNECTIONS", String(maxConnections)),
             ("GATEHOUSE_SHUTDOWN_DELAY", shutdownDelay.settingText),
             ("GATEHOUSE_SHUTDOWN_TIMEOUT", shutdownTimeout.settingText),
             ("GATEHOUSE_LOG_LEVEL", logLevel.rawValue),

@@ -119,4 +119,22 @@ public struct UpstreamURL: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { origin + pathPrefix }
+
+    var isHTTPS: Bool { origin.hasPrefix("https://") }
+
+    /// Host and port for a direct TCP connection (WebSocket tunnels); brackets of an IPv6
+    /// literal removed, the scheme's default port when none is given.
+    var hostAndPort: (host: String, port: Int) {
+        let authority = origin[origin.range(of: "://")!.upperBound...]
+        let defaultPort = isHTTPS ? 443 : 80
+        if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") {
+            let host = String(authority[authority.index(after: authority.startIndex)..<close])
+            let after = authority[authority.index(after: close)...]
+            return (host, after.hasPrefix(":") ? Int(after.dropFirst()) ?? defaultPort : defaultPort)
+        }
+        if let colon = authority.lastIndex(of: ":") {
+            return (String(authority[..<colon]), Int(authority[authority.index(after: colon)...]) ?? defaultPort)
+        }
+        return (String(authority), defaultPort)
+    }
 }

@@ -52,12 +52,16 @@ public struct GatehouseServer: Sendable {
             configuration: configuration, client: client, authenticator: authenticator, metrics: metrics, logger: logger)
         let admin = AdminResponder(readiness: readiness, metrics: metrics, jwks: authenticator?.jwks)
         let logger = self.logger
-        let maxHeaderBytes = configuration.maxHeaderBytes
 
+        let maxHeaderBytes = configuration.maxHeaderBytes
+        let tunnelIdleTimeout = TimeAmount.milliseconds(Int64(configuration.upstreamIdleTimeout.milliseconds))
         let proxyChannel = HTTP1Channel(
             responder: { request, writer, channel in try await proxy.respond(to: request, writer: writer, channel: channel) },
             configuration: .init(
-                additionalChannelHandlers: [ParseErrorHandler(logger: logger)],
+                additionalChannelHandlers: [
+                    ParseErrorHandler(logger: logger),
+                    WebSocketUpgradeHandler(proxy: proxy, tunnelIdleTimeout: tunnelIdleTimeout),
+                ],
                 // HummingbirdCore's idle timer closes a connection that has not completed its
                 // request head in this time (slowloris), and idle keep-alive connections.
                 idleTimeout: .milliseconds(Int64(configuration.headerReadTimeout.milliseconds)),
@@ -65,7 +69,11 @@ public struct GatehouseServer: Sendable {
                     maxHeaderFieldSize: maxHeaderBytes, maxHeaderListSize: maxHeaderBytes, maxHeaderFieldCount: 1000)))
         let proxyServer = Server(
             childChannelSetup: proxyChannel,
-            configuration: .init(address: .hostname(configuration.listen.host, port: configuration.listen.port), backlog: 1024),
+            configuration: .init(
+                address: .hostname(configuration.listen.host, port: configuration.listen.port), backlog: 1024,
+                // Past the limit the listener stops accepting: new connections wait in the
+                // backlog; established ones (streams, tunnels) are unaffected.
+                availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections, logger: logger)),
             onServerRunning: { channel in
                 readiness.listenerStarted()
                 logger.info("proxy listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])

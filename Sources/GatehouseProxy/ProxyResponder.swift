@@ -58,7 +58,7 @@ public struct ProxyResponder: Sendable {
             entry.log(to: logger)
         }
 
-        if let problem = Self.framingProblem(request) {
+        if let problem = Self.framingProblem(request.head) {
             entry.status = problem.status.code
             entry.outcome = "rejected"
             entry.bytes = try await send(problem, to: writer, requestID: requestID, closeConnection: true, channel: channel)
@@ -208,12 +208,12 @@ public struct ProxyResponder: Sendable {
     }
 
     /// Checks HTTP/1.1 framing rules the decoder does not enforce.
-    static func framingProblem(_ request: Request) -> ErrorResponse? {
-        let fields = request.headers
+    static func framingProblem(_ head: HTTPRequest) -> ErrorResponse? {
+        let fields = head.headerFields
         // RFC 9112 §3.2: exactly one Host in an HTTP/1.1 request.
-        guard request.head.authority != nil else { return .badRequest("Missing Host header") }
+        guard head.authority != nil else { return .badRequest("Missing Host header") }
         if fields[.host] != nil { return .badRequest("Multiple Host headers") }
-        guard request.head.path?.hasPrefix("/") == true else { return .badRequest("Request target must be an absolute path") }
+        guard head.path?.hasPrefix("/") == true else { return .badRequest("Request target must be an absolute path") }
         // RFC 9112 §6.3: a message with both is an attack vector (request smuggling).
         let contentLengths = fields[values: .contentLength]
         if fields[.transferEncoding] != nil && !contentLengths.isEmpty {
@@ -232,14 +232,25 @@ public struct ProxyResponder: Sendable {
         _ request: Request, target path: String, identity: [(name: String, value: String)], requestID: String, peer: String?
     ) -> UpstreamRequest {
         let fields = request.headers
-        let authority = request.head.authority ?? ""
         var body = UpstreamRequest.Body.none
         if fields[.transferEncoding] != nil {
             body = .streamed
         } else if let length = fields[.contentLength].flatMap({ Int64($0) }) {
             body = .length(length)
         }
+        let headers = upstreamHeaders(
+            fields, authority: request.head.authority ?? "", identity: identity, requestID: requestID, peer: peer)
+        return UpstreamRequest(
+            origin: configuration.upstream.origin, target: configuration.upstream.pathPrefix + path,
+            method: request.method.rawValue, headers: headers, body: body)
+    }
 
+    /// The header fields FastAPI receives: `Host` kept, hop-by-hop and identity fields dropped
+    /// (so a client can never forge identity), forwarding fields rebuilt, request id and the
+    /// verified identity added. Shared by plain requests and WebSocket handshakes.
+    func upstreamHeaders(
+        _ fields: HTTPFields, authority: String, identity: [(name: String, value: String)], requestID: String, peer: String?
+    ) -> [(name: String, value: String)] {
         let connectionValues = fields[values: .connection]
         let hopByHop = connectionValues.isEmpty ? HopByHopHeaders.fixed : HopByHopHeaders.names(connectionValues: connectionValues)
         var headers: [(name: String, value: String)] = [("Host", authority)]
@@ -273,9 +284,7 @@ public struct ProxyResponder: Sendable {
         headers += forwarding.fields(peer: peer, host: authority, incoming: incoming)
         headers.append(("X-Request-Id", requestID))
         headers += identity
-        return UpstreamRequest(
-            origin: configuration.upstream.origin, target: configuration.upstream.pathPrefix + path,
-            method: request.method.rawValue, headers: headers, body: body)
+        return headers
     }
 
     static let writeBarrierBytes = 256 * 1024

@@ -17,7 +17,7 @@ import random
 import time
 from typing import AsyncIterator, Iterator
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 app = FastAPI(title="gatehouse e2e upstream")
@@ -215,3 +215,65 @@ async def stall(after: int = 1000, sleep: float = 5.0) -> StreamingResponse:
         yield b"end"
 
     return StreamingResponse(body(), media_type="application/octet-stream")
+
+
+# ---------------------------------------------------------------------------------------
+# long streams and WebSockets (route policy issue)
+
+
+@app.get("/sse_pattern")
+async def sse_pattern(bursts: int = 5, burst: int = 200, gap: float = 1.0) -> StreamingResponse:
+    """`bursts` bursts of `burst` events each, `gap` seconds of silence between bursts: a
+    long-lived stream compressed in time (many events, long quiet spells)."""
+
+    async def events() -> AsyncIterator[bytes]:
+        n = 0
+        for b in range(bursts):
+            if b:
+                await asyncio.sleep(gap)
+            for _ in range(burst):
+                yield f"id: {n}\ndata: {n}\n\n".encode()
+                n += 1
+        yield b"event: end\ndata: done\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+
+
+@app.websocket("/ws/echo")
+async def ws_echo(websocket: WebSocket) -> None:
+    """Accepts (with the first offered subprotocol, if any), sends one JSON message describing
+    the handshake it received, then echoes every message until the client closes."""
+    offered = websocket.scope.get("subprotocols") or []
+    await websocket.accept(subprotocol=offered[0] if offered else None)
+    await websocket.send_json(
+        {
+            "path": websocket.scope["path"],
+            "query": websocket.scope["query_string"].decode("latin-1"),
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in websocket.scope["headers"]],
+        }
+    )
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is not None:
+                await websocket.send_text(message["text"])
+            elif message.get("bytes") is not None:
+                await websocket.send_bytes(message["bytes"])
+    except WebSocketDisconnect:
+        return
+
+
+@app.websocket("/ws/deny")
+async def ws_deny(websocket: WebSocket) -> None:
+    """Refuses the handshake: uvicorn answers 403 instead of 101."""
+    await websocket.close(code=1008)
+
+
+@app.websocket("/ws/bye")
+async def ws_bye(websocket: WebSocket) -> None:
+    """Accepts, sends one message, and closes with an application close code."""
+    await websocket.accept()
+    await websocket.send_text("bye")
+    await websocket.close(code=4001, reason="done here")
