@@ -1,3 +1,5 @@
+import GatehouseUpstream
+
 /// Which requests need a token, and what its claims must say: `GATEHOUSE_RULES`,
 /// `GATEHOUSE_OPTIONAL_AUTH_PATHS` and `GATEHOUSE_PUBLIC_PATHS`.
 ///
@@ -66,7 +68,7 @@ struct RoutePolicy: Sendable {
             do throws(RoutePattern.ParseError) {
                 patterns.append(try RoutePattern.parse(item))
             } catch {
-                throw ConfigurationValueError(offending: String(item), reason: error.reason)
+                throw ConfigurationValueError(offending: item.trimmingSpaces(), reason: error.reason)
             }
         }
         return patterns
@@ -90,7 +92,7 @@ struct RoutePolicy: Sendable {
                 }
                 rules.append(Rule(pattern: pattern, requirements: requirements))
             } catch {
-                throw ConfigurationValueError(offending: String(item), reason: error.reason)
+                throw ConfigurationValueError(offending: item.trimmingSpaces(), reason: error.reason)
             }
         }
         return rules
