@@ -62,7 +62,7 @@ public struct GatehouseConfiguration: Sendable {
         ("GATEHOUSE_SHUTDOWN_TIMEOUT", "25s", "after the delay, time in-flight requests get to finish before they are closed"),
         ("GATEHOUSE_LOG_LEVEL", "info", "trace, debug, info, notice, warning, error or critical"),
         ("GATEHOUSE_LOG_FORMAT", "json (text on a terminal)", "json: one object per line; text: human-readable"),
-        ("GATEHOUSE_AUTH", "jwt", "jwt: every request needs a valid token; off: proxy only, for development (warned at startup)"),
+        ("GATEHOUSE_AUTH", "jwt", "jwt: requests need a valid token (see the route rules); off: proxy only, for development (warned at startup)"),
         ("BETTER_AUTH_URL", "(none)", "Better Auth's base URL: gives the JWKS URL (+/api/auth/jwks), the issuer and the audience (its origin)"),
         ("GATEHOUSE_JWKS_URL", "BETTER_AUTH_URL/api/auth/jwks", "where the issuer publishes its keys"),
         ("GATEHOUSE_ISSUER", "origin of BETTER_AUTH_URL", "required `iss`"),
