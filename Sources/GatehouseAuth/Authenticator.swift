@@ -1,5 +1,5 @@
 public import GatehouseUpstream
-import JOSE
+public import JOSE
 public import Logging
 
 #if canImport(Glibc)
@@ -17,7 +17,8 @@ import Darwin
 public final class Authenticator: Sendable {
     public enum Outcome: Sendable {
         /// `cached`: answered by the verified-token cache, without a signature check.
-        case allowed(identityHeaders: [(name: String, value: String)], sub: String, cached: Bool)
+        /// `claims`: the verified payload, for route rules on claims (`GATEHOUSE_RULES`).
+        case allowed(identityHeaders: [(name: String, value: String)], sub: String, claims: [String: JSONValue], cached: Bool)
         case rejected(Rejection)
         /// No usable keys (never loaded, or stale past the limit): 503.
         case keysUnavailable
@@ -92,7 +93,7 @@ public final class Authenticator: Sendable {
         if let hit = tokenCache.lookup(digest, now: now - settings.verifier.clockSkew), let key = hit.key,
             keys.key(for: hit.kid) === key
         {
-            return .allowed(identityHeaders: hit.identityHeaders, sub: hit.sub, cached: true)
+            return .allowed(identityHeaders: hit.identityHeaders, sub: hit.sub, claims: hit.claims, cached: true)
         }
         var keySet = keys
         var result = verifier.verify(token: bytes, keys: keySet, now: now)
@@ -108,8 +109,8 @@ public final class Authenticator: Sendable {
             let headers = identityHeaders(for: verified)
             tokenCache.insert(digest, .init(
                 exp: verified.exp, kid: verified.kid, key: keySet.key(for: verified.kid), identityHeaders: headers,
-                sub: verified.sub))
-            return .allowed(identityHeaders: headers, sub: verified.sub, cached: false)
+                sub: verified.sub, claims: verified.claims))
+            return .allowed(identityHeaders: headers, sub: verified.sub, claims: verified.claims, cached: false)
         }
     }
 

@@ -32,6 +32,8 @@ public final class TokenCache: Sendable {
         /// Identity headers to send upstream, computed once at verification.
         public var identityHeaders: [(name: String, value: String)]
         public var sub: String
+        /// The verified payload, so route rules on claims work on cache hits too.
+        public var claims: [String: JSONValue] = [:]
     }
 
     private struct LRU {

@@ -32,6 +32,10 @@ public struct GatehouseConfiguration: Sendable {
     public var forwardToken: Bool
     /// Lowercased identity header names stripped from every incoming request (in every mode).
     public var identityHeaderNames: Set<String>
+    /// Which routes need a token and which claims (`GATEHOUSE_RULES`, `…_OPTIONAL_AUTH_PATHS`, `…_PUBLIC_PATHS`).
+    var routePolicy: RoutePolicy
+    /// CORS on gatehouse's own answers and preflight handling (`GATEHOUSE_CORS_*`).
+    var cors: CORSPolicy
     /// `GATEHOUSE_*` names we do not know (typos, or variables Kubernetes injects for a
     /// Service named `gatehouse`): warned about at startup, not fatal.
     public var unknownVariables: [String]
@@ -61,7 +65,7 @@ public struct GatehouseConfiguration: Sendable {
         ("GATEHOUSE_SHUTDOWN_TIMEOUT", "25s", "after the delay, time in-flight requests get to finish before they are closed"),
         ("GATEHOUSE_LOG_LEVEL", "info", "trace, debug, info, notice, warning, error or critical"),
         ("GATEHOUSE_LOG_FORMAT", "json (text on a terminal)", "json: one object per line; text: human-readable"),
-        ("GATEHOUSE_AUTH", "jwt", "jwt: every request needs a valid token; off: proxy only, for development (warned at startup)"),
+        ("GATEHOUSE_AUTH", "jwt", "jwt: requests need a valid token (see the route rules); off: proxy only, for development (warned at startup)"),
         ("BETTER_AUTH_URL", "(none)", "Better Auth's base URL: gives the JWKS URL (+/api/auth/jwks), the issuer and the audience (its origin)"),
         ("GATEHOUSE_JWKS_URL", "BETTER_AUTH_URL/api/auth/jwks", "where the issuer publishes its keys"),
         ("GATEHOUSE_ISSUER", "origin of BETTER_AUTH_URL", "required `iss`"),
@@ -81,6 +85,12 @@ public struct GatehouseConfiguration: Sendable {
         ("GATEHOUSE_CLAIM_HEADERS", "X-User-Id=sub,X-User-Email=email", "identity headers for FastAPI: Header=claim.path list"),
         ("GATEHOUSE_CLAIMS_HEADER", "X-Auth-Claims", "header carrying the verified payload as base64url (empty = none)"),
         ("GATEHOUSE_FORWARD_TOKEN", "true", "whether Authorization reaches FastAPI"),
+        ("GATEHOUSE_PUBLIC_PATHS", "(none)", "[METHOD ]/path patterns that need no token, comma list, e.g. /health,/docs,GET /public/*"),
+        ("GATEHOUSE_OPTIONAL_AUTH_PATHS", "(none)", "patterns where a token is verified if present and the request is forwarded anonymously without one"),
+        ("GATEHOUSE_RULES", "(none)", "claim requirements per route, ;-separated, first match wins, e.g. /admin/** role=admin; /reports/** scope~reports:read"),
+        ("GATEHOUSE_CORS_ALLOW_ORIGINS", "(none)", "origins (comma list, or *) allowed to read gatehouse's own error answers"),
+        ("GATEHOUSE_CORS_ALLOW_CREDENTIALS", "false", "add Access-Control-Allow-Credentials: true to them (not with *)"),
+        ("GATEHOUSE_CORS_PREFLIGHT", "forward", "forward: preflights go to FastAPI without a token; reject: gatehouse answers them 403"),
     ]
 
     /// Reads the configuration; returns every problem found.
@@ -119,12 +129,40 @@ public struct GatehouseConfiguration: Sendable {
         ) { LogFormat(rawValue: $0.lowercased()) }
 
         let auth = AuthConfigurationReader.read(&reader)
+        let publicPaths = reader.detailed("GATEHOUSE_PUBLIC_PATHS", default: "", expected: RoutePolicy.patternsExpected, RoutePolicy.parsePatterns)
+        let optionalPaths = reader.detailed(
+            "GATEHOUSE_OPTIONAL_AUTH_PATHS", default: "", expected: RoutePolicy.patternsExpected, RoutePolicy.parsePatterns)
+        let rules = reader.detailed("GATEHOUSE_RULES", default: "", expected: RoutePolicy.rulesExpected, RoutePolicy.parseRules)
+        let origins = reader.detailed(
+            "GATEHOUSE_CORS_ALLOW_ORIGINS", default: "", expected: CORSPolicy.originsExpected, CORSPolicy.parseOrigins)
+        let credentials = reader.value("GATEHOUSE_CORS_ALLOW_CREDENTIALS", default: "false", expected: "true or false") {
+            text -> Bool? in
+            switch text.lowercased() {
+            case "true", "1": return true
+            case "false", "0": return false
+            default: return nil
+            }
+        }
+        let preflight = reader.value("GATEHOUSE_CORS_PREFLIGHT", default: "forward", expected: "forward or reject") {
+            CORSPolicy.Preflight(rawValue: $0.lowercased())
+        }
+        if origins == .any, credentials == true {
+            // Reflecting any origin with credentials would hand every web site a credentialed
+            // read; the Fetch standard forbids `*` with credentials for the same reason.
+            reader.problems.append(.init(variable: "GATEHOUSE_CORS_ALLOW_CREDENTIALS",
+                message: "true cannot be combined with GATEHOUSE_CORS_ALLOW_ORIGINS=*; list the allowed origins instead"))
+        }
+        if let rules, !rules.isEmpty, let auth, auth.settings == nil {
+            reader.problems.append(.init(variable: "GATEHOUSE_RULES",
+                message: "needs token verification; it cannot be used with GATEHOUSE_AUTH=off"))
+        }
 
         let known = Set(reference.map(\.name))
         let unknown = environment.keys.filter { $0.hasPrefix("GATEHOUSE_") && !known.contains($0) }.sorted()
 
         guard reader.problems.isEmpty, let upstream, let listen, let admin, let trusted, let timeout, let connectTimeout,
-            let idle, let maxHeader, let headerRead, let maxConnections, let delay, let shutdownTimeout, let level, let format, let auth
+            let idle, let maxHeader, let headerRead, let maxConnections, let delay, let shutdownTimeout, let level, let format,
+            let auth, let publicPaths, let optionalPaths, let rules, let origins, let credentials, let preflight
         else { return .failure(ConfigurationError(problems: reader.problems)) }
         if listen == admin {
             return .failure(ConfigurationError(problems: [
@@ -137,7 +175,10 @@ public struct GatehouseConfiguration: Sendable {
             maxHeaderBytes: maxHeader, headerReadTimeout: headerRead, shutdownDelay: delay,
             shutdownTimeout: shutdownTimeout, logLevel: level, logFormat: format, auth: auth.settings,
             tokenCookie: auth.cookie, tokenQueryParam: auth.queryParam, forwardToken: auth.forwardToken,
-            identityHeaderNames: auth.identityHeaderNames, unknownVariables: unknown)
+            identityHeaderNames: auth.identityHeaderNames,
+            routePolicy: RoutePolicy(rules: rules, optionalPaths: optionalPaths, publicPaths: publicPaths),
+            cors: CORSPolicy(allowedOrigins: origins, allowCredentials: credentials, preflight: preflight),
+            unknownVariables: unknown)
         configuration.maxConnections = maxConnections
         return .success(configuration)
     }
@@ -161,7 +202,24 @@ public struct GatehouseConfiguration: Sendable {
             ("GATEHOUSE_SHUTDOWN_TIMEOUT", shutdownTimeout.settingText),
             ("GATEHOUSE_LOG_LEVEL", logLevel.rawValue),
             ("GATEHOUSE_LOG_FORMAT", logFormat.rawValue),
-        ] + authSettings
+        ] + authSettings + routeSettings
+    }
+
+    private var routeSettings: [(name: String, value: String)] {
+        let origins: String
+        switch cors.allowedOrigins {
+        case .none: origins = ""
+        case .any: origins = "*"
+        case .list(let list): origins = list.sorted().joined(separator: ",")
+        }
+        return [
+            ("GATEHOUSE_PUBLIC_PATHS", routePolicy.publicPaths.map(\.text).joined(separator: ",")),
+            ("GATEHOUSE_OPTIONAL_AUTH_PATHS", routePolicy.optionalPaths.map(\.text).joined(separator: ",")),
+            ("GATEHOUSE_RULES", routePolicy.rules.map(\.description).joined(separator: "; ")),
+            ("GATEHOUSE_CORS_ALLOW_ORIGINS", origins),
+            ("GATEHOUSE_CORS_ALLOW_CREDENTIALS", String(cors.allowCredentials)),
+            ("GATEHOUSE_CORS_PREFLIGHT", cors.preflight.rawValue),
+        ]
     }
 
     private var authSettings: [(name: String, value: String)] {
@@ -218,6 +276,19 @@ struct EnvironmentReader {
             return nil
         }
         return parsed
+    }
+
+    /// Like `value`, for lists whose parser names the offending item and why it is wrong.
+    mutating func detailed<T>(
+        _ name: String, default fallback: String, expected: String, _ parse: (String) throws(ConfigurationValueError) -> T
+    ) -> T? {
+        do throws(ConfigurationValueError) {
+            return try parse(environment[name] ?? fallback)
+        } catch {
+            problems.append(.init(variable: name,
+                message: "invalid value \"\(Self.printable(error.offending))\" (\(error.reason)); expected \(expected)"))
+            return nil
+        }
     }
 
     mutating func required<T>(_ name: String, expected: String, _ parse: (String) -> T?) -> T? {

@@ -43,18 +43,32 @@ public struct ErrorResponse: Error, Sendable {
         status: .serviceUnavailable, detail: "Authentication keys unavailable",
         headers: [HTTPField(name: .retryAfter, value: "5")])
 
+    // RFC 6750 §3.1: a valid token whose claims do not meet the route's rule.
+    public static let forbidden = ErrorResponse(
+        status: .forbidden, detail: "Forbidden",
+        headers: [HTTPField(name: .wwwAuthenticate, value: #"Bearer realm="gatehouse", error="insufficient_scope""#)])
+
+    /// `GATEHOUSE_CORS_PREFLIGHT=reject`: sent without any `Access-Control-*` field, so the
+    /// browser fails the preflight and never sends the real request.
+    public static let preflightRejected = ErrorResponse(status: .forbidden, detail: "CORS preflight not allowed")
+
+    /// A path route rules cannot match unambiguously (see `RoutePath`).
+    public static let invalidPath = ErrorResponse(status: .badRequest, detail: "Invalid request path")
+
     /// The JSON body. `detail` strings are ours (never client input), but are escaped anyway.
     public var body: ByteBuffer {
         ByteBuffer(string: "{\"detail\":\(JSONText.quoted(detail))}")
     }
 
-    public func head(requestID: String?, closeConnection: Bool) -> HTTPResponse {
+    /// `cors`: `CORSPolicy.responseFields` for the request's origin.
+    public func head(requestID: String?, closeConnection: Bool, cors: [HTTPField] = []) -> HTTPResponse {
         var fields = HTTPFields()
         fields[.contentType] = "application/json"
         fields[.contentLength] = String(body.readableBytes)
         if let requestID { fields[HTTPField.Name.requestID] = requestID }
         if closeConnection { fields[.connection] = "close" }
         fields.append(contentsOf: headers)
+        fields.append(contentsOf: cors)
         return HTTPResponse(status: status, headerFields: fields)
     }
 }

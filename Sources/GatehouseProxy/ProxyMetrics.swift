@@ -87,7 +87,9 @@ public final class ProxyMetrics: Sendable {
     }
 
     /// `reason` uses the 401 vocabulary (`expired`, `bad_signature`, …) plus `allowed`,
-    /// `missing`, `invalid_request` and `keys_unavailable`.
+    /// `missing`, `invalid_request`, `keys_unavailable` and `forbidden` (a valid token whose
+    /// claims fail a `GATEHOUSE_RULES` rule). Requests that need no token decision (public,
+    /// anonymous optional, preflights) are not counted here.
     func recordAuth(reason: String) {
         let counter = authCounters.withLock { counters in
             if let counter = counters[reason] { return counter }

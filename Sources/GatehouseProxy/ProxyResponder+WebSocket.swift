@@ -20,32 +20,37 @@ extension ProxyResponder {
         let started = ContinuousClock.now
         let requestID = RequestID.accept(head.headerFields[.requestID]) ?? RequestID.generate()
         var entry = AccessLogEntry(method: head.method.rawValue, path: LoggedPath.redacting(head.path ?? ""), requestID: requestID)
-        entry.routeClass = routeClass
+        entry.routeClass = defaultRouteClass
+        let cors = configuration.cors.responseFields(origin: head.headerFields[.origin])
 
         func refuse(_ response: ErrorResponse, outcome: String) -> TunnelOpening {
             entry.status = response.status.code
             entry.outcome = outcome
             let body = response.body
             entry.bytes = body.readableBytes
-            return .refused(response.head(requestID: requestID, closeConnection: true), body: body, log: entry, started: started)
+            return .refused(
+                response.head(requestID: requestID, closeConnection: true, cors: cors), body: body, log: entry, started: started)
         }
 
         if let problem = Self.framingProblem(head) { return refuse(problem, outcome: "rejected") }
 
+        // Route rules, token and claim requirements: the same decision as for any request.
         let found = tokenSources.find(in: head.headerFields, target: head.path ?? "")
-        var identity: [(name: String, value: String)] = []
-        if let authenticator {
-            let decision = await authenticate(found.token, with: authenticator)
-            entry.auth = decision.logValue
-            metrics.recordAuth(reason: decision.metricReason)
-            switch decision {
-            case .allowed(let headers, let sub):
-                identity = headers
-                entry.user = sub
-            case .refused(let response, _):
-                entry.authReason = decision.metricReason
-                return refuse(response, outcome: "rejected")
-            }
+        let admission = await admit(
+            method: head.method.rawValue, path: head.path ?? "", headers: head.headerFields, token: found.token)
+        entry.routeClass = admission.routeClass
+        entry.auth = admission.authLog
+        if let decision = admission.authDecision {
+            metrics.recordAuth(reason: decision)
+            if decision != "allowed" { entry.authReason = decision }
+        }
+        let identity: [(name: String, value: String)]
+        switch admission.outcome {
+        case .forward(let headers, let user):
+            identity = headers
+            entry.user = user
+        case .refuse(let response, _):
+            return refuse(response, outcome: "rejected")
         }
 
         guard !configuration.upstream.isHTTPS else {
@@ -106,7 +111,7 @@ extension ProxyResponder {
         var entry = entry
         entry.duration = ContinuousClock.now - started
         if let bytes { entry.bytes += bytes }
-        metrics.recordRequest(routeClass: entry.routeClass ?? routeClass, status: entry.status, duration: entry.duration)
+        metrics.recordRequest(routeClass: entry.routeClass ?? defaultRouteClass, status: entry.status, duration: entry.duration)
         if let upstream = entry.upstreamDuration { metrics.upstreamDuration.record(upstream) }
         entry.log(to: logger)
     }

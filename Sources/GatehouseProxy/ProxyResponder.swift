@@ -11,7 +11,8 @@ public import NIOCore
 ///
 /// Order of work for a request (each step can end it):
 /// 1. framing checks the HTTP decoder leaves to us (Host, Content-Length) → 400;
-/// 2. the bearer token → 401/400/503, or the verified identity;
+/// 2. admission (`admit`): preflight handling, the route's class and rule, the bearer token
+///    → 400/401/403/503, or the identity to forward;
 /// 3. header rewrite: hop-by-hop and identity fields dropped, forwarding fields rebuilt,
 ///    request id, identity headers added;
 /// 4. the exchange starts; the request body is pumped concurrently (with backpressure);
@@ -26,15 +27,15 @@ public struct ProxyResponder: Sendable {
     let tokenSources: TokenSources
     let metrics: ProxyMetrics
     let logger: Logger
-    /// The `route_class` label: every route needs a token today (route rules come later).
-    let routeClass: String
+    /// The `route_class` label of requests refused before admission (framing errors).
+    let defaultRouteClass: String
 
     public init(
         configuration: GatehouseConfiguration, client: UpstreamClient, authenticator: Authenticator?,
         metrics: ProxyMetrics, logger: Logger
     ) {
         self.metrics = metrics
-        self.routeClass = authenticator == nil ? "unauthenticated" : "protected"
+        self.defaultRouteClass = authenticator == nil ? "unauthenticated" : "protected"
         self.configuration = configuration
         self.client = client
         self.authenticator = authenticator
@@ -48,12 +49,12 @@ public struct ProxyResponder: Sendable {
         let requestID = RequestID.accept(request.headers[.requestID]) ?? RequestID.generate()
         var entry = AccessLogEntry(
             method: request.method.rawValue, path: LoggedPath.redacting(request.head.path ?? ""), requestID: requestID)
-        entry.routeClass = routeClass
+        entry.routeClass = defaultRouteClass
         metrics.inFlight.increment()
         defer {
             metrics.inFlight.decrement()
             entry.duration = ContinuousClock.now - started
-            metrics.recordRequest(routeClass: routeClass, status: entry.status, duration: entry.duration)
+            metrics.recordRequest(routeClass: entry.routeClass ?? defaultRouteClass, status: entry.status, duration: entry.duration)
             if let upstream = entry.upstreamDuration { metrics.upstreamDuration.record(upstream) }
             entry.log(to: logger)
         }
@@ -61,29 +62,36 @@ public struct ProxyResponder: Sendable {
         if let problem = Self.framingProblem(request.head) {
             entry.status = problem.status.code
             entry.outcome = "rejected"
-            entry.bytes = try await send(problem, to: writer, requestID: requestID, closeConnection: true, channel: channel)
+            entry.bytes = try await send(
+                problem, to: writer, requestID: requestID, closeConnection: true, channel: channel,
+                origin: request.headers[.origin])
             return
         }
 
         // The token comes out of the target (query parameter) before anything is forwarded or logged.
         let found = tokenSources.find(in: request.headers, target: request.head.path ?? "")
-        var identity: [(name: String, value: String)] = []
-        if let authenticator {
-            let decision = await authenticate(found.token, with: authenticator)
-            entry.auth = decision.logValue
-            if case .refused = decision { entry.authReason = decision.metricReason }
-            metrics.recordAuth(reason: decision.metricReason)
-            switch decision {
-            case .allowed(let headers, let sub):
-                identity = headers
-                entry.user = sub
-            case .refused(let response, _):
-                entry.status = response.status.code
-                entry.outcome = "rejected"
-                entry.bytes = try await send(
-                    response, to: writer, requestID: requestID, closeConnection: Self.hasBody(request), channel: channel)
-                return
-            }
+        let admission = await admit(
+            method: request.method.rawValue, path: request.head.path ?? "", headers: request.headers, token: found.token)
+        entry.routeClass = admission.routeClass
+        entry.auth = admission.authLog
+        if let decision = admission.authDecision {
+            metrics.recordAuth(reason: decision)
+            if decision != "allowed" { entry.authReason = decision }
+        }
+        let identity: [(name: String, value: String)]
+        switch admission.outcome {
+        case .forward(let headers, let user):
+            identity = headers
+            entry.user = user
+        case .refuse(let response, _):
+            entry.status = response.status.code
+            entry.outcome = "rejected"
+            // A rejected preflight gets no CORS permission: that is what makes the browser stop.
+            let origin = admission.routeClass == "preflight" ? nil : request.headers[.origin]
+            entry.bytes = try await send(
+                response, to: writer, requestID: requestID, closeConnection: Self.hasBody(request), channel: channel,
+                origin: origin)
+            return
         }
 
         let upstreamRequest = makeUpstreamRequest(
@@ -112,7 +120,9 @@ public struct ProxyResponder: Sendable {
             entry.status = response.status.code
             entry.outcome = Self.reason(for: error)
             if case UpstreamError.cancelled = error { throw error }  // the client went away
-            entry.bytes = try await send(response, to: writer, requestID: requestID, closeConnection: !bodyComplete, channel: channel)
+            entry.bytes = try await send(
+                response, to: writer, requestID: requestID, closeConnection: !bodyComplete, channel: channel,
+                origin: request.headers[.origin])
             return
         }
         entry.status = head.status
@@ -164,44 +174,6 @@ public struct ProxyResponder: Sendable {
     }
 
     // MARK: Request
-
-    enum AuthDecision {
-        case allowed([(name: String, value: String)], sub: String)
-        /// `reason`: the metric/log vocabulary (`missing`, `expired`, `bad_signature`, …).
-        case refused(ErrorResponse, reason: String)
-
-        var metricReason: String {
-            switch self {
-            case .allowed: return "allowed"
-            case .refused(_, let reason): return reason
-            }
-        }
-
-        var logValue: String {
-            switch self {
-            case .allowed: return "allowed"
-            case .refused(let response, let reason):
-                return response.status == .unauthorized && reason != "missing" ? "invalid_token" : reason
-            }
-        }
-    }
-
-    func authenticate(_ token: TokenSources.Found, with authenticator: Authenticator) async -> AuthDecision {
-        switch token {
-        case .none: return .refused(.notAuthenticated, reason: "missing")
-        case .conflicting: return .refused(.tokenSentTwice, reason: "invalid_request")
-        case .token(let token):
-            switch await authenticator.authenticate(token: token) {
-            case .allowed(let headers, let sub, let cached):
-                (cached ? metrics.tokenCacheHits : metrics.tokenCacheMisses).increment()
-                return .allowed(headers, sub: sub)
-            case .rejected(let rejection):
-                metrics.tokenCacheMisses.increment()
-                return .refused(.invalidToken(rejection.rawValue), reason: rejection.code)
-            case .keysUnavailable: return .refused(.keysUnavailable, reason: "keys_unavailable")
-            }
-        }
-    }
 
     static func hasBody(_ request: Request) -> Bool {
         request.headers[.transferEncoding] != nil || (request.headers[.contentLength].map { $0 != "0" } ?? false)
@@ -338,6 +310,8 @@ public struct ProxyResponder: Sendable {
     }
 
     /// Writes one of gatehouse's own answers; returns the body size (for the access log).
+    /// `origin` (the request's `Origin`) decides the CORS fields (`CORSPolicy`), so a browser
+    /// script can read the answer; nil withholds them.
     /// With `closeConnection` the connection really ends after the answer: HummingbirdCore
     /// would otherwise go on reading (and draining an unread body) whatever the header says.
     /// The output side is shut after the answer has reached the socket, so the client reads
@@ -345,11 +319,12 @@ public struct ProxyResponder: Sendable {
     @discardableResult
     func send(
         _ response: ErrorResponse, to writer: consuming ResponseWriter, requestID: String, closeConnection: Bool,
-        channel: any Channel
+        channel: any Channel, origin: String?
     ) async throws -> Int {
         let bytes = response.body
-        try await writer.write(
-            response: response.head(requestID: requestID, closeConnection: closeConnection), body: ResponseBody(byteBuffer: bytes))
+        let head = response.head(
+            requestID: requestID, closeConnection: closeConnection, cors: configuration.cors.responseFields(origin: origin))
+        try await writer.write(response: head, body: ResponseBody(byteBuffer: bytes))
         if closeConnection {
             try? await channel.eventLoop.submit {}.get()  // the write above is processed first (FIFO)
             try? await channel.close(mode: .output)

@@ -122,3 +122,53 @@ import Testing
         #expect(!error.description.contains("\u{1b}"))
     }
 }
+
+@Suite struct RouteConfigurationTests {
+    let minimal = ["GATEHOUSE_UPSTREAM": "http://127.0.0.1:8000", "BETTER_AUTH_URL": "https://auth.example.com"]
+
+    func problems(_ extra: [String: String]) -> [GatehouseConfiguration.Problem] {
+        guard case .failure(let error) = GatehouseConfiguration.load(environment: minimal.merging(extra) { $1 }) else { return [] }
+        return error.problems
+    }
+
+    @Test func routeVariablesAreRead() throws {
+        let configuration = try GatehouseConfiguration.load(environment: minimal.merging([
+            "GATEHOUSE_PUBLIC_PATHS": "/health, GET /public/*",
+            "GATEHOUSE_OPTIONAL_AUTH_PATHS": "/items/**",
+            "GATEHOUSE_RULES": "/admin/** role=admin; POST /api/** emailVerified=true",
+            "GATEHOUSE_CORS_ALLOW_ORIGINS": "https://app.example.com",
+            "GATEHOUSE_CORS_ALLOW_CREDENTIALS": "true",
+            "GATEHOUSE_CORS_PREFLIGHT": "reject",
+        ]) { $1 }).get()
+        #expect(configuration.routePolicy.publicPaths.map(\.text) == ["/health", "GET /public/*"])
+        #expect(configuration.routePolicy.rules.map(\.description) == ["/admin/** role=admin", "POST /api/** emailVerified=true"])
+        #expect(configuration.cors == CORSPolicy(allowedOrigins: .list(["https://app.example.com"]), allowCredentials: true, preflight: .reject))
+        let settings = Dictionary(configuration.effectiveSettings, uniquingKeysWith: { $1 })
+        #expect(settings["GATEHOUSE_RULES"] == "/admin/** role=admin; POST /api/** emailVerified=true")
+        #expect(settings["GATEHOUSE_CORS_PREFLIGHT"] == "reject")
+        #expect(configuration.unknownVariables.isEmpty)
+    }
+
+    @Test func invalidPatternNamesTheVariableAndThePattern() {
+        let found = problems(["GATEHOUSE_RULES": "/admin/** role=admin; /reports/*x scope~r"])
+        #expect(found.map(\.variable) == ["GATEHOUSE_RULES"])
+        #expect(found.first?.message.contains(#""/reports/*x scope~r" (* and ** must be whole segments)"#) == true)
+        #expect(problems(["GATEHOUSE_PUBLIC_PATHS": "/health,docs"]).map(\.variable) == ["GATEHOUSE_PUBLIC_PATHS"])
+        #expect(problems(["GATEHOUSE_OPTIONAL_AUTH_PATHS": "/a/../b"]).map(\.variable) == ["GATEHOUSE_OPTIONAL_AUTH_PATHS"])
+    }
+
+    @Test func wildcardOriginWithCredentialsIsRefused() {
+        let found = problems(["GATEHOUSE_CORS_ALLOW_ORIGINS": "*", "GATEHOUSE_CORS_ALLOW_CREDENTIALS": "true"])
+        #expect(found.map(\.variable) == ["GATEHOUSE_CORS_ALLOW_CREDENTIALS"])
+        #expect(problems(["GATEHOUSE_CORS_ALLOW_ORIGINS": "*"]).isEmpty)
+    }
+
+    @Test func rulesNeedVerification() {
+        #expect(problems(["GATEHOUSE_AUTH": "off", "GATEHOUSE_RULES": "/admin/** role=admin"]).map(\.variable) == ["GATEHOUSE_RULES"])
+    }
+
+    @Test func badCORSValues() {
+        #expect(problems(["GATEHOUSE_CORS_PREFLIGHT": "allow"]).map(\.variable) == ["GATEHOUSE_CORS_PREFLIGHT"])
+        #expect(problems(["GATEHOUSE_CORS_ALLOW_ORIGINS": "https://a.example/"]).map(\.variable) == ["GATEHOUSE_CORS_ALLOW_ORIGINS"])
+    }
+}

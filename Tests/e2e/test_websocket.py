@@ -238,3 +238,29 @@ def test_other_upgrade_protocols_are_plain_requests(gh, token):
     assert response.status_code == 200
     names = {name.lower() for name, _ in response.json()["headers"]}
     assert "upgrade" not in names
+
+
+def test_route_rules_apply_to_handshakes(gatehouse_factory, upstream, key, jwks):
+    """A role rule refuses the handshake with 403 (no upgrade); a public path needs no token."""
+    gh = start_auth_gatehouse(
+        gatehouse_factory, upstream.url, jwks,
+        GATEHOUSE_RULES="/ws/echo role=admin", GATEHOUSE_PUBLIC_PATHS="/ws/bye",
+        GATEHOUSE_CORS_ALLOW_ORIGINS="https://app.example.test",
+    )
+    member = key.token(better_auth_payload(jwks.origin, user_id="member-1", role="member"))
+    admin = key.token(better_auth_payload(jwks.origin, user_id="admin-1", role="admin"))
+    with pytest.raises(InvalidStatus) as refused:
+        connect(
+            ws_url(gh, "/ws/echo"), additional_headers=bearer(member), origin="https://app.example.test", open_timeout=10
+        )
+    response = refused.value.response
+    assert response.status_code == 403
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="gatehouse", error="insufficient_scope"'
+    assert json.loads(response.body) == {"detail": "Forbidden"}
+    # The browser can read the refusal (CORS fields on gatehouse's own answer).
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.test"
+
+    with connect(ws_url(gh, "/ws/echo"), additional_headers=bearer(admin), open_timeout=10) as ws:
+        assert handshake_info(ws)["header_map"]["x-user-id"] == ["admin-1"]
+    with connect(ws_url(gh, "/ws/bye"), open_timeout=10) as ws:  # public: no token at all
+        assert ws.recv(timeout=10) == "bye"

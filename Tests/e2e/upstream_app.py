@@ -18,9 +18,23 @@ import time
 from typing import AsyncIterator, Iterator
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 app = FastAPI(title="gatehouse e2e upstream")
+
+# The one origin FastAPI's CORSMiddleware allows (test_cors.py). It answers preflights itself
+# (OPTIONS with Origin and Access-Control-Request-Method) and only adds headers to requests
+# carrying an Origin, so the other tests, which send none, see no difference.
+FRONTEND_ORIGIN = "https://app.example.test"
+app.add_middleware(
+    CORSMiddleware,
+    allow_origins=[FRONTEND_ORIGIN],
+    allow_credentials=True,
+    allow_methods=["*"],
+    allow_headers=["*"],
+    max_age=123,
+)
 
 # Every method the tests send to /echo, including a custom one (PURGE).
 ECHO_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PURGE"]

@@ -1,0 +1,111 @@
+import GatehouseAuth
+import HTTPTypes
+import JOSE
+
+/// Whether a request may go on to FastAPI, decided from its head alone: the one gate every
+/// request passes — plain HTTP requests and WebSocket upgrades alike — so route rules, optional
+/// authentication, preflight handling and token verification cannot differ between them.
+struct Admission: Sendable {
+    /// Metric and log label, from a fixed set: `public`, `optional`, `protected`, `preflight`,
+    /// `invalid_path` (refused before classification), `unauthenticated` (`GATEHOUSE_AUTH=off`).
+    var routeClass: String
+    var outcome: Outcome
+    /// The access log's `auth` field (`allowed`, `anonymous`, `missing`, `invalid_token`,
+    /// `invalid_request`, `keys_unavailable`, `forbidden`); nil when no token decision was needed.
+    var authLog: String?
+    /// The `gatehouse_auth_decisions_total` reason (`allowed`, `missing`, `expired`, …,
+    /// `forbidden`); nil when no token decision was made (public, anonymous, preflight, auth off).
+    var authDecision: String?
+
+    enum Outcome: Sendable {
+        /// Forward, adding `identity` (empty when anonymous); `user` is the verified `sub`.
+        case forward(identity: [(name: String, value: String)], user: String?)
+        /// Answer `response` instead; `reason` from the metrics vocabulary (plus `invalid_path`
+        /// and `preflight`).
+        case refuse(ErrorResponse, reason: String)
+    }
+
+    /// What token verification said; the seam that keeps `decide` free of sockets and keys.
+    enum Verdict: Sendable {
+        case allowed(identity: [(name: String, value: String)], sub: String, claims: [String: JSONValue])
+        case refused(ErrorResponse, reason: String)
+    }
+
+    /// The whole decision. `verify` is nil when verification is off (`GATEHOUSE_AUTH=off`).
+    static func decide(
+        method: String, target: String, headers: HTTPFields, token: TokenSources.Found, policy: RoutePolicy,
+        cors: CORSPolicy, verify: ((Substring) async -> Verdict)?
+    ) async -> Admission {
+        // A preflight carries no credentials by definition (Fetch §3.2.2); one that does is an
+        // ordinary OPTIONS request and is verified like any other.
+        if token == .none, CORSPolicy.isPreflight(method: method, headers: headers) {
+            switch cors.preflight {
+            case .forward: return Admission(routeClass: "preflight", outcome: .forward(identity: [], user: nil))
+            case .reject: return Admission(routeClass: "preflight", outcome: .refuse(.preflightRejected, reason: "preflight"))
+            }
+        }
+        guard let verify else { return Admission(routeClass: "unauthenticated", outcome: .forward(identity: [], user: nil)) }
+
+        let requirements: [ClaimRequirement]
+        let routeClass: String
+        switch policy.decide(method: method, target: Substring(target)) {
+        case .invalidPath:
+            return Admission(routeClass: "invalid_path", outcome: .refuse(.invalidPath, reason: "invalid_path"))
+        case .publicRoute:
+            return Admission(routeClass: "public", outcome: .forward(identity: [], user: nil))
+        case .optional:
+            if token == .none {
+                return Admission(routeClass: "optional", outcome: .forward(identity: [], user: nil), authLog: "anonymous")
+            }
+            (routeClass, requirements) = ("optional", [])
+        case .protected(let required):
+            (routeClass, requirements) = ("protected", required)
+        }
+
+        func refused(_ response: ErrorResponse, _ reason: String) -> Admission {
+            let log = response.status == .unauthorized && reason != "missing" ? "invalid_token" : reason
+            return Admission(routeClass: routeClass, outcome: .refuse(response, reason: reason), authLog: log, authDecision: reason)
+        }
+        switch token {
+        case .none: return refused(.notAuthenticated, "missing")
+        case .conflicting: return refused(.tokenSentTwice, "invalid_request")
+        case .token(let token):
+            switch await verify(token) {
+            case .refused(let response, let reason):
+                return refused(response, reason)
+            case .allowed(let identity, let sub, let claims):
+                guard requirements.allSatisfy({ $0.isSatisfied(by: claims) }) else { return refused(.forbidden, "forbidden") }
+                return Admission(
+                    routeClass: routeClass, outcome: .forward(identity: identity, user: sub), authLog: "allowed",
+                    authDecision: "allowed")
+            }
+        }
+    }
+}
+
+extension ProxyResponder {
+    /// Admission for a request head: `method` as sent, `path` the request target as received
+    /// (query included or not), `headers` the request's fields, `token` what `TokenSources`
+    /// found. Side effects: token-cache metrics only; the caller logs and counts the decision.
+    func admit(method: String, path: String, headers: HTTPFields, token: TokenSources.Found) async -> Admission {
+        let verify: ((Substring) async -> Admission.Verdict)? = authenticator.map { authenticator in
+            { token in await self.verify(token, with: authenticator) }
+        }
+        return await Admission.decide(
+            method: method, target: path, headers: headers, token: token, policy: configuration.routePolicy,
+            cors: configuration.cors, verify: verify)
+    }
+
+    func verify(_ token: Substring, with authenticator: Authenticator) async -> Admission.Verdict {
+        switch await authenticator.authenticate(token: token) {
+        case .allowed(let headers, let sub, let claims, let cached):
+            (cached ? metrics.tokenCacheHits : metrics.tokenCacheMisses).increment()
+            return .allowed(identity: headers, sub: sub, claims: claims)
+        case .rejected(let rejection):
+            metrics.tokenCacheMisses.increment()
+            return .refused(.invalidToken(rejection.rawValue), reason: rejection.code)
+        case .keysUnavailable:
+            return .refused(.keysUnavailable, reason: "keys_unavailable")
+        }
+    }
+}

@@ -1,0 +1,48 @@
+import JOSE
+import Testing
+
+@testable import GatehouseProxy
+
+@Suite struct ClaimRequirementTests {
+    static let claims: [String: JSONValue] = [
+        "sub": .string("u1"),
+        "role": .string("admin"),
+        "roles": .array([.string("user"), .string("admin"), .int(7)]),
+        "level": .int(2),
+        "ratio": .double(2.5),
+        "emailVerified": .bool(true),
+        "banned": .bool(false),
+        "scope": .string("openid reports:read profile"),
+        "scp": .array([.string("reports:read")]),
+        "org": .object(["role": .string("owner")]),
+        "nothing": .null,
+    ]
+
+    @Test(arguments: [
+        // strings: exact, case-sensitive
+        ("role=admin", true), ("role=Admin", false), ("role=adm", false),
+        // arrays: any element
+        ("roles=admin", true), ("roles=user", true), ("roles=guest", false), ("roles=7", true),
+        // numbers, numerically
+        ("level=2", true), ("level=2.0", true), ("level=3", false), ("level=0x2", false), ("ratio=2.5", true),
+        ("ratio=nan", false), ("role=2", false),
+        // booleans
+        ("emailVerified=true", true), ("emailVerified=false", false), ("emailVerified=1", false), ("banned=false", true),
+        // scope~: space-delimited words, or array elements
+        ("scope~reports:read", true), ("scope~openid", true), ("scope~reports", false), ("scope=openid", false),
+        ("scp~reports:read", true), ("role~admin", true), ("level~2", false),
+        // nested, missing, null, objects
+        ("org.role=owner", true), ("org=owner", false), ("org.role.x=owner", false), ("missing=x", false),
+        ("nothing=null", false),
+    ])
+    func matching(_ requirement: String, _ satisfied: Bool) throws {
+        let parsed = try ClaimRequirement.parse(Substring(requirement))
+        #expect(parsed.isSatisfied(by: Self.claims) == satisfied, "\(requirement)")
+        #expect(parsed.description == requirement)
+    }
+
+    @Test func valueMayContainOperators() throws {
+        let parsed = try ClaimRequirement.parse("scope~a=b")
+        #expect(parsed.claim == ["scope"] && parsed.kind == .containsWord && parsed.value == "a=b")
+    }
+}
