@@ -93,7 +93,9 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     static func isHandshake(_ head: HTTPRequest) -> Bool {
-        WebSocketHandshake.isUpgradeRequest(
+        // Cheap test first: this runs for every request head.
+        guard head.method == .get, head.headerFields[.upgrade] != nil else { return false }
+        return WebSocketHandshake.isUpgradeRequest(
             method: head.method.rawValue, upgrade: head.headerFields[values: .upgrade],
             connection: head.headerFields[values: .connection])
     }
