@@ -54,7 +54,11 @@ struct ClaimRequirement: Sendable, Equatable, CustomStringConvertible {
         switch claim {
         case .string(let string): return string.utf8.elementsEqual(value.utf8)
         case .bool(let bool): return value == (bool ? "true" : "false")
-        case .int(let int): return Int64(value) == int || number == Double(int)
+        case .int(let int):
+            // Integers compare exactly (a Double would equate 2^53 and 2^53 + 1); `1.0` and
+            // `1e0` still mean 1.
+            if let exact = Int64(value) { return exact == int }
+            return number.flatMap { Int64(exactly: $0) } == int
         case .double(let double): return number == double
         case .null, .array, .object: return false
         }

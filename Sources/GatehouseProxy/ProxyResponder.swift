@@ -185,6 +185,10 @@ public struct ProxyResponder: Sendable {
         // RFC 9112 §3.2: exactly one Host in an HTTP/1.1 request.
         guard head.authority != nil else { return .badRequest("Missing Host header") }
         if fields[.host] != nil { return .badRequest("Multiple Host headers") }
+        // RFC 9112 §3.2.1: origin-form has no fragment. Parsers differ on `#` (uvicorn's
+        // httptools cuts the path there, h11 keeps it), so gatehouse and FastAPI could route
+        // one target two ways: refused.
+        if head.path?.utf8.contains(UInt8(ascii: "#")) == true { return .badRequest("Fragment in request target") }
         guard head.path?.hasPrefix("/") == true else { return .badRequest("Request target must be an absolute path") }
         // RFC 9112 §6.3: a message with both is an attack vector (request smuggling).
         let contentLengths = fields[values: .contentLength]

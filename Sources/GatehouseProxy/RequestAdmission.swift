@@ -36,19 +36,26 @@ struct Admission: Sendable {
         method: String, target: String, headers: HTTPFields, token: TokenSources.Found, policy: RoutePolicy,
         cors: CORSPolicy, verify: ((Substring) async -> Verdict)?
     ) async -> Admission {
-        // A preflight carries no credentials by definition (Fetch §3.2.2); one that does is an
+        // Paths the router could read two ways are refused first, preflight or not.
+        let route = verify == nil ? nil : policy.decide(method: method, target: Substring(target))
+        if case .invalidPath? = route {
+            return Admission(routeClass: "invalid_path", outcome: .refuse(.invalidPath, reason: "invalid_path"))
+        }
+        // A preflight carries no credentials and no content (Fetch §4.8); one that does is an
         // ordinary OPTIONS request and is verified like any other.
-        if token == .none, CORSPolicy.isPreflight(method: method, headers: headers) {
+        if token == .none, CORSPolicy.isPreflight(method: method, headers: headers), !Self.hasContent(headers) {
             switch cors.preflight {
             case .forward: return Admission(routeClass: "preflight", outcome: .forward(identity: [], user: nil))
             case .reject: return Admission(routeClass: "preflight", outcome: .refuse(.preflightRejected, reason: "preflight"))
             }
         }
-        guard let verify else { return Admission(routeClass: "unauthenticated", outcome: .forward(identity: [], user: nil)) }
+        guard let verify, let route else {
+            return Admission(routeClass: "unauthenticated", outcome: .forward(identity: [], user: nil))
+        }
 
         let requirements: [ClaimRequirement]
         let routeClass: String
-        switch policy.decide(method: method, target: Substring(target)) {
+        switch route {
         case .invalidPath:
             return Admission(routeClass: "invalid_path", outcome: .refuse(.invalidPath, reason: "invalid_path"))
         case .publicRoute:
@@ -80,6 +87,13 @@ struct Admission: Sendable {
                     authDecision: "allowed")
             }
         }
+    }
+}
+
+extension Admission {
+    /// Whether the head announces content (RFC 9112 §6.3).
+    static func hasContent(_ headers: HTTPFields) -> Bool {
+        headers[.transferEncoding] != nil || (headers[.contentLength].map { $0 != "0" } ?? false)
     }
 }
 

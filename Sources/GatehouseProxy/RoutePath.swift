@@ -36,6 +36,7 @@ struct RoutePath: Sendable, Equatable, CustomStringConvertible {
         case backslash
         case dotSegment
         case emptySegment
+        case controlCharacter
 
         var description: String {
             switch self {
@@ -45,6 +46,7 @@ struct RoutePath: Sendable, Equatable, CustomStringConvertible {
             case .backslash: return "\\ is not allowed"
             case .dotSegment: return "dot segments (. and ..) are not allowed"
             case .emptySegment: return "empty segments (//) are not allowed"
+            case .controlCharacter: return "control characters (%00-%1F, %7F) are not allowed"
             }
         }
     }
@@ -77,10 +79,14 @@ struct RoutePath: Sendable, Equatable, CustomStringConvertible {
                 }
                 let decoded = high << 4 | low
                 if decoded == UInt8(ascii: "/") || decoded == UInt8(ascii: "\\") { throw .encodedSeparator }
+                // Python's `$` also matches before a final newline, so Starlette routes
+                // `/admin%0A` to `/admin` while a literal comparison would not match it.
+                if decoded < 0x20 || decoded == 0x7F { throw .controlCharacter }
                 bytes.append(decoded)
             case UInt8(ascii: "\\"):
                 throw .backslash
             default:
+                if byte < 0x20 || byte == 0x7F { throw .controlCharacter }
                 bytes.append(byte)
             }
         }

@@ -88,6 +88,17 @@ final class HandshakeAnswerReader: ChannelInboundHandler, RemovableChannelHandle
         promise = nil
     }
 
+    /// Whether FastAPI half-closed before the splice took over (its FIN is passed on then).
+    private(set) var inputEnded = false
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            inputEnded = true
+            if parsed == nil { fail(.unreachable) }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     /// Bytes that arrived after the head and were not yet handed on.
     func takeBuffered() -> [UInt8] {
         defer { received = [] }
@@ -235,6 +246,13 @@ final class SpliceHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else {
             readPending = true
         }
+    }
+
+    /// This side's peer sent FIN before the splice was in place: handle it as if seen now.
+    func inputEndedBeforeSplice() {
+        inputEnded = true
+        partner?.partnerInputEnded()
+        closeIfBothEnded()
     }
 
     /// Writes bytes of gatehouse's own (the 101) straight to this side's socket.

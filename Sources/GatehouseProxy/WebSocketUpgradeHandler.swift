@@ -71,7 +71,8 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
                 state = .opening
                 open(head, context: context)
             case .head, .body:
-                // RFC 6455 §4.1: a handshake is a GET without content.
+                // Unreachable: `isHandshake` admits no head announcing content, and the
+                // decoder ends a bodiless message at once. Fail closed all the same.
                 state = .finished
                 refuse(.badRequest("A WebSocket handshake has no body"), context: context)
             }
@@ -93,8 +94,12 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     static func isHandshake(_ head: HTTPRequest) -> Bool {
-        // Cheap test first: this runs for every request head.
-        guard head.method == .get, head.headerFields[.upgrade] != nil else { return false }
+        // Cheap test first: this runs for every request head. RFC 6455 §4.1: a handshake is
+        // a GET without content; one announcing a body is served as a plain request (its
+        // `Upgrade` is hop-by-hop and dropped), so no body is ever left unread here.
+        guard head.method == .get, head.headerFields[.upgrade] != nil, !Admission.hasContent(head.headerFields) else {
+            return false
+        }
         return WebSocketHandshake.isUpgradeRequest(
             method: head.method.rawValue, upgrade: head.headerFields[values: .upgrade],
             connection: head.headerFields[values: .connection])
@@ -117,6 +122,8 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
             case .open(let upstream, let response, var log, let started):
                 guard context.channel.isActive else {
                     upstream.close(promise: nil)
+                    log.outcome = "client_closed"
+                    proxy.logTunnel(log, started: started, bytes: nil)
                     return
                 }
                 let fromUpstream: SpliceHandler
@@ -125,6 +132,8 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
                 } catch {
                     upstream.close(promise: nil)
                     context.close(promise: nil)
+                    log.outcome = "tunnel_failed"
+                    proxy.logTunnel(log, started: started, bytes: nil)
                     return
                 }
                 proxy.metrics.inFlight.increment()
@@ -165,6 +174,7 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
         let server = upstream.pipeline.syncOperations
         let reader = try server.handler(type: HandshakeAnswerReader.self)
         let early = reader.takeBuffered()
+        let upstreamEnded = reader.inputEnded
         server.removeHandler(reader, promise: nil)
 
         let (clientSide, upstreamSide) = SpliceHandler.pair(idleTimeout: tunnelIdleTimeout)
@@ -172,6 +182,7 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
         try server.addHandler(upstreamSide)
         clientSide.writeRaw(response)
         if !early.isEmpty { clientSide.writeRaw(ByteBuffer(bytes: early)) }
+        if upstreamEnded { upstreamSide.inputEndedBeforeSplice() }  // FastAPI's FIN came with its 101
         let channel = context.channel
         client.removeHandler(self, promise: nil)
         if readHeld { channel.read() }  // passes through the splice's own read gate

@@ -84,6 +84,13 @@ import Testing
         // with a token it is no preflight: verified (and held to the rule) like any request
         #expect(summary(await admit("OPTIONS", "/admin/x", token: .token("good-user"), headers: preflight))
             == ("protected", 403, nil, "forbidden", "forbidden"))
+        // a preflight's path is checked like any other; one with content is no preflight
+        #expect(summary(await admit("OPTIONS", "/public/../admin/x", headers: preflight)) == ("invalid_path", 400, nil, nil, nil))
+        #expect(summary(await admit("OPTIONS", "/admin/x", headers: preflight + [("Content-Length", "13")]))
+            == ("protected", 401, nil, "missing", "missing"))
+        #expect(summary(await admit("OPTIONS", "/admin/x", headers: preflight + [("Transfer-Encoding", "chunked")]))
+            == ("protected", 401, nil, "missing", "missing"))
+        #expect(summary(await admit("OPTIONS", "/admin/x", headers: preflight + [("Content-Length", "0")])) == ("preflight", 0, nil, nil, nil))
         // OPTIONS without Access-Control-Request-Method is an ordinary request
         #expect(summary(await admit("OPTIONS", "/admin/x", headers: [("Origin", "https://app.example.com")]))
             == ("protected", 401, nil, "missing", "missing"))

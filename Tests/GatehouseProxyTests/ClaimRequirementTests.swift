@@ -9,6 +9,7 @@ import Testing
         "role": .string("admin"),
         "roles": .array([.string("user"), .string("admin"), .int(7)]),
         "level": .int(2),
+        "big": .int(9_007_199_254_740_993),
         "ratio": .double(2.5),
         "emailVerified": .bool(true),
         "banned": .bool(false),
@@ -21,6 +22,9 @@ import Testing
     @Test(arguments: [
         // strings: exact, case-sensitive
         ("role=admin", true), ("role=Admin", false), ("role=adm", false),
+        // integers compare exactly, beyond 2^53 too; 2.0 and 2e0 still mean 2
+        ("big=9007199254740993", true), ("big=9007199254740992", false), ("level=2.0", true), ("level=2e0", true),
+        ("level=2.5", false),
         // arrays: any element
         ("roles=admin", true), ("roles=user", true), ("roles=guest", false), ("roles=7", true),
         // numbers, numerically

@@ -31,6 +31,12 @@ import Testing
         ("GET", "/admin/./x", .invalidPath(.dotSegment)),
         ("GET", "/admin/.%2e", .invalidPath(.dotSegment)),
         ("GET", "//admin", .invalidPath(.emptySegment)),
+        // Python's `$` matches before a final newline: Starlette routes `/admin\n` as `/admin`
+        ("GET", "/admin%0A", .invalidPath(.controlCharacter)),
+        ("GET", "/admin%0a/x", .invalidPath(.controlCharacter)),
+        ("GET", "/public/x%00", .invalidPath(.controlCharacter)),
+        ("GET", "/public/%7F", .invalidPath(.controlCharacter)),
+        ("GET", "/public/%09x", .invalidPath(.controlCharacter)),
         ("GET", "/admin//x", .invalidPath(.emptySegment)),
         ("GET", "/health//", .invalidPath(.emptySegment)),
         ("GET", "/admin%2Fx", .invalidPath(.encodedSeparator)),  // Starlette would route /admin/x

@@ -137,6 +137,8 @@ def test_scope_and_boolean_rules(client, token):
         ("/echo//admin/users", 400),
         ("/echo/admin%2Fusers", 400),  # Starlette would route /echo/admin/users
         ("/echo/public%2F..%2Fadmin", 400),
+        ("/echo/admin%0A", 400),  # Python's `$` matches before a final newline: Starlette runs /echo/admin
+        ("/echo/public/x%0a", 400),
     ],
 )
 def test_spellings_cannot_slip_past_the_admin_rule(gh, token, target, status):
@@ -146,6 +148,26 @@ def test_spellings_cannot_slip_past_the_admin_rule(gh, token, target, status):
     assert response.status == status, response
     if status == 400:
         assert response.json() == {"detail": "Invalid request path"}
+
+
+@pytest.mark.parametrize("target", ["/echo/admin#", "/echo/public/x#/../../admin", "/echo/admin?x=1#frag"])
+def test_a_fragment_in_the_target_is_refused(gh, token, target):
+    """uvicorn's httptools parser would route `/echo/admin#...` as `/echo/admin`, h11 would not."""
+    request = f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token()}\r\nConnection: close\r\n\r\n"
+    response = raw_request(gh.port, request.encode())
+    assert response.status == 400, response
+    assert response.json() == {"detail": "Fragment in request target"}
+
+
+def test_preflight_with_a_body_or_an_odd_path_is_not_exempt(gh):
+    preflight = "Origin: https://app.example.test\r\nAccess-Control-Request-Method: POST\r\n"
+    with_body = f"OPTIONS /echo/admin/x HTTP/1.1\r\nHost: x\r\n{preflight}Content-Length: 4\r\nConnection: close\r\n\r\nbody"
+    response = raw_request(gh.port, with_body.encode())
+    assert response.status == 401, response  # an ordinary OPTIONS: it needs a token
+    odd = f"OPTIONS /echo/public/../admin HTTP/1.1\r\nHost: x\r\n{preflight}Connection: close\r\n\r\n"
+    response = raw_request(gh.port, odd.encode())
+    assert response.status == 400, response
+    assert response.json() == {"detail": "Invalid request path"}
 
 
 def test_a_path_the_rules_allow_reaches_fastapi_byte_for_byte(gh, token):

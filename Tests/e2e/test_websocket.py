@@ -264,3 +264,21 @@ def test_route_rules_apply_to_handshakes(gatehouse_factory, upstream, key, jwks)
         assert handshake_info(ws)["header_map"]["x-user-id"] == ["admin-1"]
     with connect(ws_url(gh, "/ws/bye"), open_timeout=10) as ws:  # public: no token at all
         assert ws.recv(timeout=10) == "bye"
+
+
+def test_handshake_announcing_a_body_is_a_plain_request(gh, token):
+    """RFC 6455: a handshake has no content. One with a body is no handshake: it is served as
+    a plain request (answered, not left hanging), its hop-by-hop Upgrade dropped."""
+    request = (
+        f"GET /echo/with-body HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: Upgrade\r\n"
+        "Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        "Content-Length: 4\r\n\r\nbody"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", gh.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
