@@ -17,50 +17,81 @@ struct ResponseHeadParser {
         case malformed(String)
     }
 
+    /// Called once per header line on the curl thread, so it works on the bytes and makes
+    /// only the strings it returns (no per-line `String` for splitting or lowercasing).
     mutating func feed(_ line: UnsafeRawBufferPointer) -> Event {
-        var bytes = line[...]
-        while let last = bytes.last, last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") {
-            bytes = bytes.dropLast()
-        }
-        if bytes.isEmpty {
+        var end = line.count
+        while end > 0, line[end - 1] == UInt8(ascii: "\n") || line[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+        if end == 0 {
             guard inBlock else { return .needMore }
             inBlock = false
             if (100..<200).contains(status) { return .needMore }
             // RFC 9112 §6.3: a response with both framings, or with conflicting lengths, is
             // unparseable; forwarding either length could desynchronise the client.
-            let lengths = Set(headers.lazy.filter { $0.name.lowercased() == "content-length" }.map(\.value))
-            if lengths.count > 1 { return .malformed("conflicting Content-Length") }
-            if !lengths.isEmpty, headers.contains(where: { $0.name.lowercased() == "transfer-encoding" }) {
-                return .malformed("both Content-Length and Transfer-Encoding")
+            var length: String?
+            var chunked = false
+            for header in headers {
+                if Self.nameIs(header.name, "content-length") {
+                    if let length, length != header.value { return .malformed("conflicting Content-Length") }
+                    length = header.value
+                } else if Self.nameIs(header.name, "transfer-encoding") {
+                    chunked = true
+                }
             }
+            if length != nil, chunked { return .malformed("both Content-Length and Transfer-Encoding") }
             return .head(UpstreamResponseHead(status: status, reason: reason, headers: headers))
         }
+        let bytes = UnsafeRawBufferPointer(rebasing: line[0..<end])
         if !inBlock {
             // Status line: HTTP/x.y SP 3DIGIT SP reason
-            let text = String(decoding: bytes, as: UTF8.self)
-            let parts = text.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
-            guard parts.count >= 2, parts[0].hasPrefix("HTTP/"), parts[1].count == 3,
-                let code = Int(parts[1]), (100...599).contains(code)
+            guard let space = bytes.firstIndex(of: UInt8(ascii: " ")), space >= 5,
+                bytes[0] == UInt8(ascii: "H"), bytes[1] == UInt8(ascii: "T"), bytes[2] == UInt8(ascii: "T"),
+                bytes[3] == UInt8(ascii: "P"), bytes[4] == UInt8(ascii: "/")
             else { return .malformed("bad status line") }
+            let codeEnd = bytes[(space + 1)...].firstIndex(of: UInt8(ascii: " ")) ?? bytes.count
+            guard codeEnd - space - 1 == 3 else { return .malformed("bad status line") }
+            var code = 0
+            for i in (space + 1)..<codeEnd {
+                let digit = bytes[i] &- UInt8(ascii: "0")
+                guard digit < 10 else { return .malformed("bad status line") }
+                code = code * 10 + Int(digit)
+            }
+            guard (100...599).contains(code) else { return .malformed("bad status line") }
             status = code
-            reason = parts.count == 3 ? String(parts[2]) : ""
+            reason = codeEnd < bytes.count ? String(decoding: bytes[(codeEnd + 1)...], as: UTF8.self) : ""
             headers.removeAll(keepingCapacity: true)
             inBlock = true
             return .needMore
         }
-        if bytes.first == UInt8(ascii: " ") || bytes.first == UInt8(ascii: "\t") {
+        if bytes[0] == UInt8(ascii: " ") || bytes[0] == UInt8(ascii: "\t") {
             guard !headers.isEmpty else { return .malformed("continuation line before any header") }
-            let extra = String(decoding: bytes, as: UTF8.self).trimmingSpaces()
-            headers[headers.count - 1].value += " " + extra
+            headers[headers.count - 1].value += " " + Self.trimmed(bytes, from: 0)
             return .needMore
         }
-        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")), colon != bytes.startIndex else {
+        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")), colon != 0 else {
             return .malformed("header line without a name")
         }
         let name = String(decoding: bytes[..<colon], as: UTF8.self)
-        let value = String(decoding: bytes[(colon + 1)...], as: UTF8.self).trimmingSpaces()
-        headers.append(.init(name: name, value: value))
+        headers.append(.init(name: name, value: Self.trimmed(bytes, from: colon + 1)))
         return .needMore
+    }
+
+    /// `bytes[from...]` without leading and trailing spaces and tabs, as a string.
+    private static func trimmed(_ bytes: UnsafeRawBufferPointer, from start: Int) -> String {
+        var lower = start
+        var upper = bytes.count
+        while lower < upper, bytes[lower] == UInt8(ascii: " ") || bytes[lower] == UInt8(ascii: "\t") { lower += 1 }
+        while upper > lower, bytes[upper - 1] == UInt8(ascii: " ") || bytes[upper - 1] == UInt8(ascii: "\t") { upper -= 1 }
+        return String(decoding: bytes[lower..<upper], as: UTF8.self)
+    }
+
+    /// ASCII case-insensitive comparison with a lowercase name.
+    private static func nameIs(_ name: String, _ lowercase: StaticString) -> Bool {
+        let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+        guard name.utf8.count == expected.count else { return false }
+        return zip(name.utf8, expected).allSatisfy { byte, want in
+            (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte) == want
+        }
     }
 }
 
