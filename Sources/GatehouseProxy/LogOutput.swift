@@ -36,16 +36,46 @@ public struct LineLogHandler: LogHandler {
         var line: String
         switch format {
         case .json:
-            line = "{\"ts\":\"\(timestamp)\",\"level\":\"\(event.level.rawValue)\",\"msg\":\(JSONText.quoted(event.message.description))"
-            for key in all.keys.sorted() {
-                line += ",\(JSONText.quoted(key)):\(JSONText.quoted(all[key]!.description))"
-            }
-            line += "}\n"
+            line = Self.jsonLine(
+                timestamp: timestamp, level: event.level, message: event.message.description,
+                sortedFields: all.keys.sorted().map { ($0, all[$0]!.description) })
         case .text:
             line = "\(timestamp) \(event.level.rawValue.uppercased()) \(event.message)"
             for key in all.keys.sorted() { line += " \(key)=\(all[key]!)" }
             line += "\n"
         }
+        Self.writeLine(line)
+    }
+
+    /// A JSON line from fields already in key order (the access log's fast path: no
+    /// metadata dictionary to build, merge and sort per request; same bytes as `log(event:)`).
+    func writeJSONLine(message: String, level: Logger.Level, sortedFields: [(key: String, value: String)]) {
+        Self.writeLine(Self.jsonLine(timestamp: Self.timestamp(), level: level, message: message, sortedFields: sortedFields))
+    }
+
+    /// `{"ts":…,"level":…,"msg":…,` then the fields in the given order, and a newline.
+    static func jsonLine(
+        timestamp: String, level: Logger.Level, message: String, sortedFields: [(key: String, value: String)]
+    ) -> String {
+        var line = "{\"ts\":\""
+        line.reserveCapacity(320)
+        line += timestamp
+        line += "\",\"level\":\""
+        line += level.rawValue
+        line += "\",\"msg\":"
+        line += JSONText.quoted(message)
+        for (key, value) in sortedFields {
+            line += ","
+            line += JSONText.quoted(key)
+            line += ":"
+            line += JSONText.quoted(value)
+        }
+        line += "}\n"
+        return line
+    }
+
+    private static func writeLine(_ line: String) {
+        var line = line
         LineLogHandler.lock.withLock { _ in
             line.withUTF8 { bytes in
                 var offset = 0
@@ -60,18 +90,32 @@ public struct LineLogHandler: LogHandler {
 
     private static let lock = Mutex(())
 
-    /// RFC 3339 UTC timestamp with milliseconds.
+    /// RFC 3339 UTC timestamp with milliseconds, e.g. `2026-11-27T02:30:41.123Z`.
     static func timestamp() -> String {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
         var seconds = spec.tv_sec
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int = 2) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
+        return String(unsafeUninitializedCapacity: 24) { buffer in
+            var i = 0
+            func put(_ value: Int, _ width: Int) {
+                var v = value
+                for k in stride(from: width - 1, through: 0, by: -1) {
+                    buffer[i + k] = UInt8(ascii: "0") + UInt8(v % 10)
+                    v /= 10
+                }
+                i += width
+            }
+            func put(_ byte: Unicode.Scalar) {
+                buffer[i] = UInt8(ascii: byte)
+                i += 1
+            }
+            put(Int(parts.tm_year) + 1900, 4); put("-"); put(Int(parts.tm_mon) + 1, 2); put("-")
+            put(Int(parts.tm_mday), 2); put("T"); put(Int(parts.tm_hour), 2); put(":")
+            put(Int(parts.tm_min), 2); put(":"); put(Int(parts.tm_sec), 2); put(".")
+            put(Int(spec.tv_nsec / 1_000_000), 3); put("Z")
+            return i
         }
-        return "\(parts.tm_year + 1900)-\(pad(parts.tm_mon + 1))-\(pad(parts.tm_mday))T"
-            + "\(pad(parts.tm_hour)):\(pad(parts.tm_min)):\(pad(parts.tm_sec)).\(pad(Int32(spec.tv_nsec / 1_000_000), 3))Z"
     }
 }

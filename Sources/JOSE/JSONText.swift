@@ -2,6 +2,10 @@
 /// wherever gatehouse writes JSON by hand (error bodies, logs, /readyz, minted tokens).
 public enum JSONText {
     public static func quoted(_ text: String) -> String {
+        // Most text (log fields, ids) needs no escaping: copy it whole.
+        if !text.utf8.contains(where: { $0 < 0x20 || $0 == 0x7f || $0 == 0x22 || $0 == 0x5c }) {
+            return "\"" + text + "\""
+        }
         var out = "\""
         out.reserveCapacity(text.utf8.count + 2)
         for scalar in text.unicodeScalars {
