@@ -13,13 +13,17 @@ enum HopByHopHeaders {
     /// The lowercased names to drop for a message whose `Connection` field values are given.
     /// Returns `fixed` itself (no allocation) in the common case of no extra nominations.
     static func names(connectionValues: some Sequence<String>) -> Set<String> {
-        var names = fixed
+        var names: Set<String>?
         for value in connectionValues {
             for token in value.split(separator: ",") {
                 let name = token.trimmingSpaces().lowercased()
-                if !name.isEmpty { names.insert(name) }
+                // `Connection: keep-alive` / `close` name fields already in `fixed`: no copy.
+                if !name.isEmpty, !fixed.contains(name) {
+                    if names == nil { names = fixed }
+                    names!.insert(name)
+                }
             }
         }
-        return names
+        return names ?? fixed
     }
 }

@@ -299,14 +299,16 @@ public struct ProxyResponder: Sendable {
 
     func responseHead(from head: UpstreamResponseHead, requestID: String) -> HTTPResponse {
         var hopByHop = HopByHopHeaders.fixed
-        if head.headers.contains(where: { $0.name.lowercased() == "connection" }) {
-            hopByHop = HopByHopHeaders.names(connectionValues: head.headers.lazy.filter { $0.name.lowercased() == "connection" }.map(\.value))
+        let isConnection = { (name: String) in name.utf8.count == 10 && name.lowercased() == "connection" }
+        if head.headers.contains(where: { isConnection($0.name) }) {
+            hopByHop = HopByHopHeaders.names(connectionValues: head.headers.lazy.filter { isConnection($0.name) }.map(\.value))
         }
         var fields = HTTPFields()
         fields.reserveCapacity(head.headers.count + 1)
         for header in head.headers {
             guard let name = HTTPField.Name(header.name) else { continue }
-            if hopByHop.contains(name.canonicalName) || name == .requestID { continue }
+            let canonical = name.canonicalName
+            if hopByHop.contains(canonical) || canonical == "x-request-id" { continue }
             fields.append(HTTPField(name: name, value: header.value))
         }
         fields[.requestID] = requestID
