@@ -7,65 +7,89 @@
 /// outside `A-Z a-z 0-9 - _`, lengths with `len % 4 == 1` (never produced by an encoder) and
 /// non-zero bits in the final character's unused low bits (RFC 4648 §3.5, "canonical").
 public enum Base64URL {
-    /// 0xFF marks bytes outside the alphabet.
-    private static let decodeTable: [UInt8] = {
-        var table = [UInt8](repeating: 0xFF, count: 256)
-        for (value, char) in alphabet.enumerated() { table[Int(char)] = UInt8(value) }
-        return table
-    }()
-
     private static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
     /// Decodes `input`, or returns nil if it is not strict canonical base64url.
     public static func decode(_ input: some StringProtocol) -> [UInt8]? {
-        decode(Array(input.utf8)[...])
+        var text = String(input)
+        return text.withUTF8 { decode($0) }
     }
 
     /// Decodes a slice of ASCII bytes (e.g. one part of a compact JWS without copying it).
-    /// Works on `Span`s: bounds-checked like arrays, but without per-access retain/release
-    /// or uniqueness checks, which roughly halves the cost of this loop.
     public static func decode(_ input: ArraySlice<UInt8>) -> [UInt8]? {
-        let count = input.count
-        let remainder = count & 3
-        if remainder == 1 { return nil }
-        let outputCount = count / 4 * 3 + (remainder == 0 ? 0 : remainder - 1)
-        var output = [UInt8](repeating: 0, count: outputCount)
-        let ok = decode(input.span, into: &output)
-        return ok ? output : nil
+        input.withUnsafeBufferPointer { decode($0) }
     }
 
-    private static func decode(_ input: Span<UInt8>, into output: inout [UInt8]) -> Bool {
-        let table = decodeTable.span
-        var out = output.mutableSpan
-        let remainder = input.count & 3
-        let fullEnd = input.count - remainder
-        var i = 0, o = 0
-        while i < fullEnd {
-            let a = table[Int(input[i])], b = table[Int(input[i + 1])]
-            let c = table[Int(input[i + 2])], d = table[Int(input[i + 3])]
-            if (a | b | c | d) & 0x80 != 0 { return false }
-            out[o] = a << 2 | b >> 4
-            out[o + 1] = b << 4 | c >> 2
-            out[o + 2] = c << 6 | d
-            i += 4
-            o += 3
+    /// Four 256-entry tables, one per position in a 4-character group, holding each
+    /// character's 6 bits already shifted into place in a 24-bit group (RFC 4648 §4:
+    /// "the first character ... the most significant 6 bits"), so a group decodes with four
+    /// loads and three ORs. Characters outside the alphabet map to `invalidBit`, which no
+    /// valid value ever sets.
+    private static let invalidBit: UInt32 = 1 << 24
+    private static let shiftedTables: [UInt32] = {
+        var tables = [UInt32](repeating: invalidBit, count: 4 * 256)
+        for (value, char) in alphabet.enumerated() {
+            for position in 0..<4 {
+                tables[position * 256 + Int(char)] = UInt32(value) << (18 - 6 * position)
+            }
         }
-        switch remainder {
-        case 2:
-            let a = table[Int(input[i])], b = table[Int(input[i + 1])]
-            // 12 bits carry 8: the low 4 bits of `b` must be zero.
-            if (a | b) & 0x80 != 0 || b & 0x0F != 0 { return false }
-            out[o] = a << 2 | b >> 4
-        case 3:
-            let a = table[Int(input[i])], b = table[Int(input[i + 1])], c = table[Int(input[i + 2])]
-            // 18 bits carry 16: the low 2 bits of `c` must be zero.
-            if (a | b | c) & 0x80 != 0 || c & 0x03 != 0 { return false }
-            out[o] = a << 2 | b >> 4
-            out[o + 1] = b << 4 | c >> 2
-        default:
-            break
+        return tables
+    }()
+
+    /// The decoder proper, on borrowed bytes.
+    ///
+    /// RFC 4648 §5 maps every 4 characters to 3 bytes; a final group of 2 or 3 characters
+    /// carries 1 or 2 bytes (JWS drops the `=` padding, RFC 7515 §2). The output length is
+    /// therefore known up front, so the result is written once into an uninitialised array
+    /// rather than zero-filled first. Validity is accumulated (`bad |= group`) and tested once
+    /// at the end, so the loop has no data-dependent branch; the bytes written for a bad
+    /// group are thrown away with the array. The unused low bits of a final partial group
+    /// must be zero (RFC 4648 §3.5, canonical encoding): 2 characters carry 12 bits for 8,
+    /// 3 carry 18 for 16.
+    ///
+    /// Unsafe corner: plain buffer subscripts are not bounds-checked in release builds. The
+    /// invariants that keep every access in range are stated next to the accesses.
+    static func decode(_ input: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        let count = input.count
+        let remainder = count & 3
+        if remainder == 1 { return nil }  // 6 bits cannot carry a byte: never produced by an encoder
+        if count == 0 { return [] }
+        let outputCount = count / 4 * 3 + (remainder == 0 ? 0 : remainder - 1)
+        return shiftedTables.withUnsafeBufferPointer { t -> [UInt8]? in
+            // `t` has 4 × 256 entries and every index below is `position * 256 + byte` with
+            // position < 4 and byte < 256, so every table read is in range.
+            var bad: UInt32 = 0
+            let output = [UInt8](unsafeUninitializedCapacity: outputCount) { out, initialized in
+                let fullEnd = count - remainder
+                var i = 0, o = 0
+                // Invariant: i + 4 ≤ fullEnd ≤ count, so input[i...i+3] is in range, and
+                // o = i / 4 × 3 with outputCount ≥ fullEnd / 4 × 3, so out[o...o+2] is too.
+                while i < fullEnd {
+                    let n = t[Int(input[i])] | t[256 &+ Int(input[i &+ 1])]
+                        | t[512 &+ Int(input[i &+ 2])] | t[768 &+ Int(input[i &+ 3])]
+                    bad |= n
+                    out[o] = UInt8(truncatingIfNeeded: n >> 16)
+                    out[o &+ 1] = UInt8(truncatingIfNeeded: n >> 8)
+                    out[o &+ 2] = UInt8(truncatingIfNeeded: n)
+                    i &+= 4
+                    o &+= 3
+                }
+                // Now i == fullEnd, o == fullEnd / 4 × 3: `remainder` characters remain and
+                // outputCount − o == remainder − 1 bytes of room.
+                if remainder == 2 {
+                    let n = t[Int(input[i])] | t[256 &+ Int(input[i &+ 1])]
+                    bad |= n & 0xFFFF == 0 ? n : invalidBit  // 4 unused bits must be zero
+                    out[o] = UInt8(truncatingIfNeeded: n >> 16)
+                } else if remainder == 3 {
+                    let n = t[Int(input[i])] | t[256 &+ Int(input[i &+ 1])] | t[512 &+ Int(input[i &+ 2])]
+                    bad |= n & 0xFF == 0 ? n : invalidBit  // 2 unused bits must be zero
+                    out[o] = UInt8(truncatingIfNeeded: n >> 16)
+                    out[o &+ 1] = UInt8(truncatingIfNeeded: n >> 8)
+                }
+                initialized = outputCount  // every slot was written above (UInt8 is trivial)
+            }
+            return bad & ~0x00FF_FFFF == 0 ? output : nil
         }
-        return true
     }
 
     /// Encodes without padding.

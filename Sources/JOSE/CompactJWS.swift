@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+internal import Glibc
+#elseif canImport(Darwin)
+internal import Darwin
+#endif
+
 /// A JWS in Compact Serialization (RFC 7515 §3.1, §7.1), structurally validated but NOT yet
 /// verified: `BASE64URL(header) '.' BASE64URL(payload) '.' BASE64URL(signature)`.
 ///
@@ -9,7 +15,11 @@ public struct CompactJWS: Sendable {
 
     /// The JOSE header members (only `alg` and `kid` are interpreted; `jku`, `x5u`, `jwk` and
     /// `x5c` are ignored on purpose — keys come only from the configured JWKS, RFC 8725 §3.10).
-    public let header: [String: JSONValue]
+    /// Built on access: verification reads only `alg`, `kid` and `crit`, which `parse` takes
+    /// straight from the member list, so no dictionary is hashed per token for them.
+    public var header: [String: JSONValue] { Dictionary(uniqueKeysWithValues: headerMembers) }
+    /// The header members in document order; names are unique (checked by the parser).
+    let headerMembers: [(name: String, value: JSONValue)]
     /// The raw `alg` header value (checked against the allow-list by the verifier).
     public let algorithmName: String?
     public let kid: String?
@@ -42,17 +52,11 @@ public struct CompactJWS: Sendable {
     private static func parse(bytes token: [UInt8], maxBytes: Int) -> Result<CompactJWS, VerificationFailure> {
         guard token.count <= maxBytes else { return .failure(VerificationFailure(.malformed, "token too large")) }
         // Exactly two dots (three parts). JWE (five parts) and JSON serialization are refused.
-        var dots: (Int, Int) = (-1, -1)
-        var dotCount = 0
-        let span = token.span
-        for offset in span.indices where span[offset] == UInt8(ascii: ".") {
-            dotCount += 1
-            if dotCount == 1 { dots.0 = offset } else if dotCount == 2 { dots.1 = offset } else {
-                return .failure(VerificationFailure(.malformed, "not three parts"))
-            }
+        guard let first = dotOffset(in: token, from: 0),
+              let second = dotOffset(in: token, from: first + 1),
+              dotOffset(in: token, from: second + 1) == nil else {
+            return .failure(VerificationFailure(.malformed, "not three parts"))
         }
-        guard dotCount == 2 else { return .failure(VerificationFailure(.malformed, "not three parts")) }
-        let (first, second) = dots
         guard first > 0, second > first + 1, second < token.count - 1 else {
             return .failure(VerificationFailure(.malformed, "empty part"))
         }
@@ -61,28 +65,46 @@ public struct CompactJWS: Sendable {
               let signature = Base64URL.decode(token[(second + 1)...]) else {
             return .failure(VerificationFailure(.malformed, "invalid base64url"))
         }
-        guard case .success(.object(let header)) = JSONParser.parse(headerBytes) else {
+        guard case .success(let header) = JSONParser.parseObjectMembers(headerBytes) else {
             return .failure(VerificationFailure(.malformed, "header is not a JSON object"))
         }
-        // RFC 7515 §4.1.11: we understand no extension, so any `crit` means "reject".
-        guard header["crit"] == nil else {
-            return .failure(VerificationFailure(.malformed, "crit header is not supported"))
+        var kidValue: JSONValue?, algValue: JSONValue?
+        for member in header {
+            switch member.name {
+            // RFC 7515 §4.1.11: we understand no extension, so any `crit` means "reject".
+            case "crit": return .failure(VerificationFailure(.malformed, "crit header is not supported"))
+            case "kid": kidValue = member.value
+            case "alg": algValue = member.value
+            default: break
+            }
         }
         var kid: String?
-        if let value = header["kid"] {
+        if let value = kidValue {
             guard let string = value.stringValue else { return .failure(VerificationFailure(.malformed, "kid is not a string")) }
             kid = string
         }
         var algorithmName: String?
-        if let value = header["alg"] {
+        if let value = algValue {
             guard let string = value.stringValue else { return .failure(VerificationFailure(.malformed, "alg is not a string")) }
             algorithmName = string
         }
         guard case .success(.object(let payload)) = JSONParser.parse(payloadBytes) else {
             return .failure(VerificationFailure(.malformed, "payload is not a JSON object"))
         }
-        return .success(CompactJWS(header: header, algorithmName: algorithmName, kid: kid, payload: payload,
+        return .success(CompactJWS(headerMembers: header, algorithmName: algorithmName, kid: kid, payload: payload,
                                    payloadBytes: payloadBytes, signature: signature, token: token,
                                    firstDot: first, secondDot: second))
+    }
+
+    /// Offset of the first `.` at or after `start`, or nil. `memchr` scans a word (or a vector)
+    /// at a time, where a Swift byte loop costs several instructions per byte of the token.
+    private static func dotOffset(in token: [UInt8], from start: Int) -> Int? {
+        token.withUnsafeBufferPointer { buffer -> Int? in
+            // Unsafe corner: 0 ≤ start ≤ buffer.count, so [base + start, base + count) is
+            // inside the buffer; memchr reads nothing outside it and keeps no pointer.
+            guard let base = buffer.baseAddress, start < buffer.count else { return nil }
+            guard let found = memchr(base + start, Int32(UInt8(ascii: ".")), buffer.count - start) else { return nil }
+            return UnsafeRawPointer(found) - UnsafeRawPointer(base)
+        }
     }
 }

@@ -28,6 +28,27 @@ public enum JSONParser {
     public static func parse(_ text: String, maxDepth: Int = defaultMaxDepth) -> Result<JSONValue, JSONParseError> {
         parse(Array(text.utf8), maxDepth: maxDepth)
     }
+
+    /// Parses a document that must be one JSON object and returns its members in document
+    /// order instead of a dictionary. Same grammar and the same rejections as `parse` (a
+    /// non-object document fails with `.unexpectedByte` at its first byte); members are
+    /// compared by name directly while there are few of them, so a JOSE header (2–3 members,
+    /// of which the verifier reads three by name) costs no hashing at all.
+    static func parseObjectMembers(_ bytes: [UInt8], maxDepth: Int = defaultMaxDepth) -> Result<[(name: String, value: JSONValue)], JSONParseError> {
+        var parser = Parser(bytes: bytes, maxDepth: maxDepth)
+        let b = bytes.span
+        do throws(JSONParseError) {
+            parser.skipWhitespace(b)
+            guard parser.index < b.count else { throw parser.error(.unexpectedEnd) }
+            guard b[parser.index] == UInt8(ascii: "{") else { throw parser.error(.unexpectedByte) }
+            let members = try parser.parseMembers(b, depth: 1)
+            parser.skipWhitespace(b)
+            if parser.index != bytes.count { throw parser.error(.trailingData) }
+            return .success(members)
+        } catch {
+            return .failure(error)
+        }
+    }
 }
 
 private struct Parser {
@@ -39,6 +60,9 @@ private struct Parser {
         self.bytes = bytes
         self.maxDepth = maxDepth
     }
+
+    static let ones: UInt64 = 0x0101_0101_0101_0101
+    static let highs: UInt64 = 0x8080_8080_8080_8080
 
     func error(_ kind: JSONParseError.Kind) -> JSONParseError {
         JSONParseError(kind: kind, offset: index)
@@ -114,6 +138,57 @@ private struct Parser {
         }
     }
 
+    /// `parseObject`, but keeping the members as an array. Duplicates (RFC 8259 §4 leaves
+    /// them undefined; we reject, see above) are found by direct comparison while the object
+    /// has at most `linearLimit` members and by a set beyond that, so a hostile header with
+    /// thousands of members costs O(n), not O(n²).
+    mutating func parseMembers(_ b: Span<UInt8>, depth: Int) throws(JSONParseError) -> [(name: String, value: JSONValue)] {
+        let linearLimit = 8
+        guard depth <= maxDepth else { throw error(.tooDeep) }
+        index += 1  // {
+        var members: [(name: String, value: JSONValue)] = []
+        var names: Set<String>?  // only once the object outgrows `linearLimit`
+        skipWhitespace(b)
+        if index < b.count, b[index] == UInt8(ascii: "}") {
+            index += 1
+            return members
+        }
+        members.reserveCapacity(4)
+        while true {
+            skipWhitespace(b)
+            guard index < b.count else { throw error(.unexpectedEnd) }
+            guard b[index] == UInt8(ascii: "\"") else { throw error(.unexpectedByte) }
+            let nameOffset = index
+            let name = try parseString(b)
+            skipWhitespace(b)
+            guard index < b.count else { throw error(.unexpectedEnd) }
+            guard b[index] == UInt8(ascii: ":") else { throw error(.unexpectedByte) }
+            index += 1
+            skipWhitespace(b)
+            let value = try parseValue(b, depth: depth)
+            // Same order as `parseObject`: the value is parsed before the duplicate is reported.
+            let duplicate: Bool
+            if names != nil {
+                duplicate = !names!.insert(name).inserted
+            } else if members.count < linearLimit {
+                duplicate = members.contains { $0.name == name }
+            } else {
+                var set = Set(members.map(\.name))
+                duplicate = !set.insert(name).inserted
+                names = set
+            }
+            if duplicate { throw JSONParseError(kind: .duplicateMember, offset: nameOffset) }
+            members.append((name, value))
+            skipWhitespace(b)
+            guard index < b.count else { throw error(.unexpectedEnd) }
+            switch b[index] {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "}"): index += 1; return members
+            default: throw error(.unexpectedByte)
+            }
+        }
+    }
+
     mutating func parseArray(_ b: Span<UInt8>, depth: Int) throws(JSONParseError) -> JSONValue {
         guard depth <= maxDepth else { throw error(.tooDeep) }
         index += 1  // [
@@ -136,29 +211,56 @@ private struct Parser {
         }
     }
 
-    /// Parses a string starting at its opening quote. Fast path: no escapes → one
-    /// validating String init over the raw bytes.
+    /// Parses a string starting at its opening quote (RFC 8259 §7).
+    ///
+    /// Fast path, taken by practically every JWT string: no escapes. One scan finds the closing
+    /// quote and rejects control characters (§7: U+0000–U+001F must be escaped), while OR-ing
+    /// all bytes together records whether any is non-ASCII. ASCII text is valid UTF-8 by
+    /// construction, so it becomes a String without a second validation; anything else goes
+    /// through the standard library's validating initialiser, which rejects (never repairs)
+    /// ill-formed UTF-8 (§8.1). The scan keeps its position in a local so the hot loop does no
+    /// memory traffic on `self`.
     mutating func parseString(_ b: Span<UInt8>) throws(JSONParseError) -> String {
-        index += 1  // opening quote
-        let start = index
-        var sawNonASCII = false
-        while index < b.count {
-            let byte = b[index]
-            if byte == UInt8(ascii: "\"") {
-                let raw = bytes[start..<index]
-                index += 1
-                if !sawNonASCII { return String(decoding: raw, as: UTF8.self) }
-                guard let text = String(validating: raw, as: UTF8.self) else {
-                    throw JSONParseError(kind: .invalidUTF8, offset: start)
-                }
-                return text
-            }
-            if byte == UInt8(ascii: "\\") { break }
-            if byte < 0x20 { throw error(.controlCharacter) }
-            if byte >= 0x80 { sawNonASCII = true }
-            index += 1
+        let start = index + 1  // after the opening quote
+        let count = b.count
+        var i = start
+        var seen: UInt8 = 0  // OR of every byte: bit 7 set iff some byte is non-ASCII
+        // Eight bytes at a time while none of them needs a closer look (SWAR: the classic
+        // "has a byte less than n" / "has a zero byte" tests, exact as to *whether* a lane
+        // matches, which is all we need — the byte loop below finds *which*). The load is a
+        // bounds-checked RawSpan read, so this stays safe code.
+        let raw = b.bytes
+        var wide: UInt64 = 0
+        while i &+ 8 <= count {
+            let w = raw.unsafeLoadUnaligned(fromByteOffset: i, as: UInt64.self)
+            let quote = w ^ (Self.ones &* 0x22), backslash = w ^ (Self.ones &* 0x5C)
+            let control = (w &- Self.ones &* 0x20) & ~w
+            let hit = (control | (quote &- Self.ones) & ~quote | (backslash &- Self.ones) & ~backslash) & Self.highs
+            if hit != 0 { break }
+            wide |= w
+            i &+= 8
         }
-        guard index < b.count else { throw error(.unexpectedEnd) }
+        if wide & Self.highs != 0 { seen = 0x80 }
+        while i < count {
+            let byte = b[i]
+            // Stop at the closing quote, an escape, or a control character (an error).
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+            seen |= byte
+            i += 1
+        }
+        guard i < count else { index = i; throw error(.unexpectedEnd) }
+        let byte = b[i]
+        if byte == UInt8(ascii: "\"") {
+            let raw = bytes[start..<i]
+            index = i + 1
+            if seen & 0x80 == 0 { return String(decoding: raw, as: UTF8.self) }
+            guard let text = String(validating: raw, as: UTF8.self) else {
+                throw JSONParseError(kind: .invalidUTF8, offset: start)
+            }
+            return text
+        }
+        index = i
+        if byte < 0x20 { throw error(.controlCharacter) }
         return try parseEscapedString(b, start: start)
     }
 

@@ -1,5 +1,6 @@
-// The ONLY file in JOSE that touches unsafe pointers or calls C (OpenSSL libcrypto and
-// libsodium). Everything else is safe Swift.
+// The ONLY file in JOSE that calls OpenSSL libcrypto or libsodium. Unsafe pointers appear
+// here and in two small, commented corners of the parser: the base64url group loop
+// (Base64URL.decode) and the memchr dot search (CompactJWS.dotOffset).
 //
 // Memory invariants:
 // - An `EVP_PKEY` is created once at JWK import, owned by exactly one `OpenSSLKey`, never
@@ -99,18 +100,16 @@ final class OpenSSLKey: @unchecked Sendable {
                 }
             case .ecdsa(let half, let sha512):
                 guard signature.count == 2 * half else { return false }
-                // DER of two ≤66-byte INTEGERs is at most 3 + 2 × (3 + 67) = 143 bytes.
-                var der = [UInt8](repeating: 0, count: 160)
-                let derLength = signature.withUnsafeBytes { rs in
-                    der.withUnsafeMutableBytes { out in
-                        jose_ecdsa_raw_to_der(rs.baseAddress?.assumingMemoryBound(to: UInt8.self), half,
-                                              out.baseAddress?.assumingMemoryBound(to: UInt8.self), out.count)
-                    }
-                }
-                guard derLength > 0 else { return false }
+                // DER of two ≤66-byte INTEGERs is at most 3 + 2 × (3 + 67) = 143 bytes. The
+                // buffer lives on the stack for this call only (no heap allocation per token);
+                // C writes at most `der.count` bytes into it and keeps no pointer.
                 let md = sha512 ? digests.sha512 : digests.sha256
-                return der.withUnsafeBytes { sig in
-                    jose_digest_verify(pkey, md, -1, sig.baseAddress, Int(derLength), msg.baseAddress, msg.count) == 1
+                return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 160) { der in
+                    let derLength = signature.withUnsafeBufferPointer { rs in
+                        jose_ecdsa_raw_to_der(rs.baseAddress, half, der.baseAddress, der.count)
+                    }
+                    guard derLength > 0 else { return false }
+                    return jose_digest_verify(pkey, md, -1, der.baseAddress, Int(derLength), msg.baseAddress, msg.count) == 1
                 }
             }
         }

@@ -1,7 +1,8 @@
 // jose-bench: µs per verification, ours (full JWTVerifier.verify: parse, header, key
 // selection, signature, claims) versus the raw library call alone on pre-decoded inputs.
 // Run: swift run -c release jose-bench [seconds-per-round] [--parts]
-//      [--profile-parse N] [--profile-verify ALG N]   (tight loops for `perf record`)
+//      [--profile-parse N] [--profile-verify ALG N] [--profile-raw ALG N]
+//      (tight loops for `perf record` / `valgrind --tool=callgrind`)
 import CCrypto
 import CSodium
 import Foundation
@@ -113,6 +114,35 @@ if let flag = CommandLine.arguments.firstIndex(of: "--profile-verify") {
     var ok = 0
     for _ in 0..<count { if case .success = verifier.verify(token: t, keys: keys, now: now) { ok += 1 } }
     print("verified \(ok)")
+    exit(0)
+}
+
+// The raw library call alone in a tight loop (same inputs as the table below), so callgrind
+// can count instructions per call for ours (--profile-verify) and raw side by side.
+if let flag = CommandLine.arguments.firstIndex(of: "--profile-raw") {
+    let name = CommandLine.arguments[flag + 1]
+    let count = Int(CommandLine.arguments[flag + 2]) ?? 10_000
+    let t = token(named: document["cases"]!.arrayValue!.map { $0["name"]!.stringValue! }.first { $0.hasPrefix(name == "EdDSA" ? "eddsa" : name) }!)
+    let (input, sig) = split(t)
+    let body: () -> Bool
+    switch name {
+    case "EdDSA":
+        let x = b64(jwks[0], "x")
+        body = { crypto_sign_verify_detached(sig, input, UInt64(input.count), x) == 0 }
+    case "RS256", "PS256":
+        let n = b64(jwks[4], "n"), e = b64(jwks[4], "e")
+        let pkey = jose_rsa_public_key(n, n.count, e, e.count)!
+        body = { opensslVerify(pkey, sha256, name == "PS256" ? 32 : -1, sig, input) }
+    default:
+        let index = name == "ES256" ? 2 : 3
+        let point = [UInt8(4)] + b64(jwks[index], "x") + b64(jwks[index], "y")
+        let pkey = jose_ec_public_key(name == "ES256" ? "P-256" : "P-521", point, point.count)!
+        let der = derSignature(sig)
+        body = { opensslVerify(pkey, name == "ES256" ? sha256 : sha512, -1, der, input) }
+    }
+    var ok = 0
+    for _ in 0..<count where body() { ok += 1 }
+    print("raw verified \(ok)")
     exit(0)
 }
 
