@@ -2,6 +2,8 @@
 # Throughput and latency of gatehouse next to its peers, in one run, with wrk:
 #
 #   plain     nginx vs gatehouse (GATEHOUSE_AUTH=off), both plain reverse proxies
+#   floor     nginx as a reverse proxy vs gatehouse's admin /healthz: HummingbirdCore answering
+#             on its own, nothing forwarded, no curl — the ceiling for any proxy built on it
 #   repeated  Envoy jwt_authn vs gatehouse, JWT verification on, one token for every request
 #   distinct  Envoy jwt_authn vs gatehouse, JWT verification on, BENCH_DISTINCT_TOKENS
 #             different valid tokens (different users) sent in turn, so the proxies' token
@@ -22,7 +24,7 @@
 #   GATEHOUSE_BIN          gatehouse binary               (default .build/release/gatehouse)
 #   ENVOY_BIN              envoy binary                   (default .venv/bin/envoy, else envoy on PATH)
 #   BENCH_PYTHON           Python with PyJWT              (default .venv/bin/python, else python3)
-#   BENCH_SCENARIOS        which scenarios, comma list    (default plain,repeated,distinct)
+#   BENCH_SCENARIOS        which scenarios, comma list    (default plain,floor,repeated,distinct)
 #   BENCH_SECONDS          length of one wrk run          (default 10)
 #   BENCH_ROUNDS           pairs per scenario             (default 3; order alternates; median reported)
 #   BENCH_CONNECTIONS      wrk connections                (default 64; wrk threads: 2)
@@ -51,7 +53,7 @@ BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
 BENCH_DISTINCT_TOKENS=${BENCH_DISTINCT_TOKENS:-20000}
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-plain,repeated,distinct}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-plain,floor,repeated,distinct}
 BENCH_ACCESS_LOG=${BENCH_ACCESS_LOG:-on}
 ENVOY_JWT_CACHE_SIZE=${ENVOY_JWT_CACHE_SIZE:-100}
 export BENCH_THREADS=2 # also read by bench/tokens.lua
@@ -73,9 +75,9 @@ scenarios=()
 want_plain=0 want_auth=0
 for name in ${BENCH_SCENARIOS//,/ }; do
     case $name in
-    plain) want_plain=1 ;;
+    plain | floor) want_plain=1 ;;
     repeated | distinct) want_auth=1 ;;
-    *) die "unknown scenario '$name' in BENCH_SCENARIOS (plain, repeated, distinct)" ;;
+    *) die "unknown scenario '$name' in BENCH_SCENARIOS (plain, floor, repeated, distinct)" ;;
     esac
     [[ " ${scenarios[*]} " == *" $name "* ]] || scenarios+=("$name")
 done
@@ -480,6 +482,7 @@ fi
 
 envoy_version=""
 envoy_cache_note=""
+curl_floor_note=""
 for scenario in "${scenarios[@]}"; do
     case $scenario in
     plain)
@@ -497,6 +500,28 @@ for scenario in "${scenarios[@]}"; do
         measure plain nginx gatehouse
         stop "${pid_of[nginx]}"
         stop "${pid_of[gatehouse]}"
+        ;;
+    floor)
+        start_nginx proxy
+        pid_of[nginx]=${pids[-1]}
+        url[nginx]="http://127.0.0.1:$nginx_port/"
+        wait_for proxy "${pid_of[nginx]}" "${url[nginx]}"
+        start_gatehouse gatehouse-floor "$gh_plain_port" "$gh_plain_admin" GATEHOUSE_AUTH=off
+        pid_of[gatehouse]=${pids[-1]}
+        url[gatehouse]="http://127.0.0.1:$gh_plain_admin/healthz"
+        wait_for gatehouse-floor "${pid_of[gatehouse]}" "${url[gatehouse]}"
+        expect_status nginx 200 "without a token (no verification)"
+        echo "bench: sanity: gatehouse admin /healthz -> $(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "${url[gatehouse]}")"
+        measure floor nginx gatehouse
+        stop "${pid_of[nginx]}"
+        stop "${pid_of[gatehouse]}"
+        # The other half of gatehouse's floor: libcurl alone driving the same upstream the way
+        # gatehouse does (bench/curl_floor.c), CPU per transfer.
+        if cc -O2 -o "$tmp/curl_floor" bench/curl_floor.c -lcurl 2>"$tmp/curl_floor.err"; then
+            curl_floor_note=$("$tmp/curl_floor" "$origin/" "$BENCH_CONNECTIONS" "$BENCH_SECONDS" || echo "curl_floor failed")
+        else
+            curl_floor_note="curl_floor: could not be compiled (cc, libcurl4-openssl-dev): $(head -c 200 "$tmp/curl_floor.err")"
+        fi
         ;;
     repeated | distinct)
         if [[ -z ${pid_of[envoy]:-} ]]; then
@@ -549,7 +574,7 @@ done
 
 declare -A rps_med p50_med p99_med cpu_med
 targets_of() { # $1: scenario
-    if [[ $1 == plain ]]; then echo "nginx gatehouse"; else echo "envoy gatehouse"; fi
+    if [[ $1 == plain || $1 == floor ]]; then echo "nginx gatehouse"; else echo "envoy gatehouse"; fi
 }
 for scenario in "${scenarios[@]}"; do
     for target in $(targets_of "$scenario"); do
@@ -614,6 +639,10 @@ done
     if ((want_auth)); then
         echo
         printf '%s' "$envoy_cache_note"
+    fi
+    if [[ " ${scenarios[*]} " == *" floor "* ]]; then
+        echo "(floor: 'gatehouse' is its admin listener's /healthz — HummingbirdCore alone, nothing proxied)"
+        echo "$curl_floor_note"
     fi
     echo "(throughput > 1: gatehouse serves more; p99 and cpu per request < 1: gatehouse is faster / cheaper)"
     echo "(cpu us/req: user+system CPU of the proxy's processes during the run / requests served)"
