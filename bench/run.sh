@@ -480,20 +480,25 @@ if ((want_auth)); then
         die "the upstream does not serve the JWKS at $origin/api/auth/jwks"
 fi
 
+# nginx as a reverse proxy and gatehouse without verification, both ready.
+start_plain_pair() {
+    start_nginx proxy
+    pid_of[nginx]=${pids[-1]}
+    url[nginx]="http://127.0.0.1:$nginx_port/"
+    wait_for proxy "${pid_of[nginx]}" "${url[nginx]}"
+    start_gatehouse gatehouse-plain "$gh_plain_port" "$gh_plain_admin" GATEHOUSE_AUTH=off
+    pid_of[gatehouse]=${pids[-1]}
+    wait_for gatehouse-plain "${pid_of[gatehouse]}" "http://127.0.0.1:$gh_plain_admin/readyz"
+}
+
 envoy_version=""
 envoy_cache_note=""
 curl_floor_note=""
 for scenario in "${scenarios[@]}"; do
     case $scenario in
     plain)
-        start_nginx proxy
-        pid_of[nginx]=${pids[-1]}
-        url[nginx]="http://127.0.0.1:$nginx_port/"
-        wait_for proxy "${pid_of[nginx]}" "${url[nginx]}"
-        start_gatehouse gatehouse-plain "$gh_plain_port" "$gh_plain_admin" GATEHOUSE_AUTH=off
-        pid_of[gatehouse]=${pids[-1]}
+        start_plain_pair
         url[gatehouse]="http://127.0.0.1:$gh_plain_port/"
-        wait_for gatehouse-plain "${pid_of[gatehouse]}" "http://127.0.0.1:$gh_plain_admin/readyz"
         for target in nginx gatehouse; do
             expect_status "$target" 200 "without a token (no verification)"
         done
@@ -502,14 +507,8 @@ for scenario in "${scenarios[@]}"; do
         stop "${pid_of[gatehouse]}"
         ;;
     floor)
-        start_nginx proxy
-        pid_of[nginx]=${pids[-1]}
-        url[nginx]="http://127.0.0.1:$nginx_port/"
-        wait_for proxy "${pid_of[nginx]}" "${url[nginx]}"
-        start_gatehouse gatehouse-floor "$gh_plain_port" "$gh_plain_admin" GATEHOUSE_AUTH=off
-        pid_of[gatehouse]=${pids[-1]}
+        start_plain_pair
         url[gatehouse]="http://127.0.0.1:$gh_plain_admin/healthz"
-        wait_for gatehouse-floor "${pid_of[gatehouse]}" "${url[gatehouse]}"
         expect_status nginx 200 "without a token (no verification)"
         echo "bench: sanity: gatehouse admin /healthz -> $(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "${url[gatehouse]}")"
         measure floor nginx gatehouse

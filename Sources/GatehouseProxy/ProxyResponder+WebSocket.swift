@@ -37,18 +37,12 @@ extension ProxyResponder {
         // Route rules, token and claim requirements: the same decision as for any request.
         let found = tokenSources.find(in: head.headerFields, target: head.path ?? "")
         let admission = await admit(
-            method: head.method.rawValue, path: head.path ?? "", headers: head.headerFields, token: found.token)
-        entry.routeClass = admission.routeClass
-        entry.auth = admission.authLog
-        if let decision = admission.authDecision {
-            metrics.recordAuth(reason: decision)
-            if decision != "allowed" { entry.authReason = decision }
-        }
+            method: head.method.rawValue, path: head.path ?? "", headers: head.headerFields, token: found.token,
+            recordingIn: &entry)
         let identity: [(name: String, value: String)]
         switch admission.outcome {
-        case .forward(let headers, let user):
+        case .forward(let headers, _):
             identity = headers
-            entry.user = user
         case .refuse(let response, _):
             return refuse(response, outcome: "rejected")
         }

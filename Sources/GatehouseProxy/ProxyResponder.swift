@@ -71,18 +71,12 @@ public struct ProxyResponder: Sendable {
         // The token comes out of the target (query parameter) before anything is forwarded or logged.
         let found = tokenSources.find(in: request.headers, target: request.head.path ?? "")
         let admission = await admit(
-            method: request.method.rawValue, path: request.head.path ?? "", headers: request.headers, token: found.token)
-        entry.routeClass = admission.routeClass
-        entry.auth = admission.authLog
-        if let decision = admission.authDecision {
-            metrics.recordAuth(reason: decision)
-            if decision != "allowed" { entry.authReason = decision }
-        }
+            method: request.method.rawValue, path: request.head.path ?? "", headers: request.headers, token: found.token,
+            recordingIn: &entry)
         let identity: [(name: String, value: String)]
         switch admission.outcome {
-        case .forward(let headers, let user):
+        case .forward(let headers, _):
             identity = headers
-            entry.user = user
         case .refuse(let response, _):
             entry.status = response.status.code
             entry.outcome = "rejected"

@@ -110,6 +110,22 @@ extension ProxyResponder {
             cors: configuration.cors, verify: verify)
     }
 
+    /// `admit`, with the decision written to the request's access-log entry (route class, auth
+    /// result and reason, user) and counted in `gatehouse_auth_decisions_total`.
+    func admit(
+        method: String, path: String, headers: HTTPFields, token: TokenSources.Found, recordingIn entry: inout AccessLogEntry
+    ) async -> Admission {
+        let admission = await admit(method: method, path: path, headers: headers, token: token)
+        entry.routeClass = admission.routeClass
+        entry.auth = admission.authLog
+        if let decision = admission.authDecision {
+            metrics.recordAuth(reason: decision)
+            if decision != "allowed" { entry.authReason = decision }
+        }
+        if case .forward(_, let user) = admission.outcome { entry.user = user }
+        return admission
+    }
+
     func verify(_ token: Substring, with authenticator: Authenticator) async -> Admission.Verdict {
         switch await authenticator.authenticate(token: token) {
         case .allowed(let headers, let sub, let claims, let cached):

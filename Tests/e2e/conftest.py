@@ -336,6 +336,24 @@ def gatehouse(gatehouse_factory, upstream) -> Gatehouse:
     return gatehouse_factory(upstream.url)
 
 
+@pytest.fixture(scope="module")
+def key():
+    """One Ed25519 signing key (Python `cryptography`), fresh for each test module that asks."""
+    from tokens import SigningKey
+
+    return SigningKey.generate("EdDSA")
+
+
+@pytest.fixture(scope="module")
+def jwks(key):
+    """A Better Auth-shaped JWKS server publishing `key` alone (modules may override)."""
+    from jwks_server import JWKSServer
+
+    server = JWKSServer(keys=[key.jwk()]).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def client(gatehouse) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gatehouse.url, timeout=30) as c:

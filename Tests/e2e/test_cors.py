@@ -11,23 +11,10 @@ import pytest
 
 from auth_support import assert_forwarded, assert_no_token, bearer, start_auth_gatehouse
 from conftest import GATEHOUSE_BIN, free_port, gatehouse_env, require_binary
-from jwks_server import JWKSServer
-from tokens import SigningKey, better_auth_payload
+from tokens import better_auth_payload
 from upstream_app import FRONTEND_ORIGIN
 
 OTHER_ORIGIN = "https://evil.example.test"
-
-
-@pytest.fixture(scope="module")
-def key() -> SigningKey:
-    return SigningKey.generate("EdDSA")
-
-
-@pytest.fixture(scope="module")
-def jwks(key):
-    server = JWKSServer(keys=[key.jwk()]).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

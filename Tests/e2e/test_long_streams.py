@@ -14,8 +14,7 @@ import pytest
 from websockets.sync.client import connect
 
 from auth_support import bearer, start_auth_gatehouse
-from jwks_server import JWKSServer
-from tokens import SigningKey, better_auth_payload
+from tokens import better_auth_payload
 
 BURSTS, BURST, GAP = 7, 600, 1.5  # 4200 events over ~9 s; silences of 1.5 s
 TIMEOUTS = {
@@ -44,19 +43,6 @@ def read_events(client: httpx.Client, path: str, headers: dict | None = None) ->
             elif line == "event: end":
                 ended = True
     return ids, ended, longest_gap
-
-
-@pytest.fixture(scope="module")
-def key() -> SigningKey:
-    return SigningKey.generate("EdDSA")
-
-
-@pytest.fixture(scope="module")
-def jwks(key):
-    server = JWKSServer(keys=[key.jwk()])
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_sse_stream_with_long_silences_arrives_whole(gatehouse_factory, upstream):

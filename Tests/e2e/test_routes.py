@@ -12,27 +12,14 @@ import pytest
 
 from auth_support import assert_forwarded, assert_invalid_token, assert_no_token, bearer, start_auth_gatehouse
 from conftest import GATEHOUSE_BIN, free_port, gatehouse_env, header_values, raw_request, require_binary
-from jwks_server import JWKSServer
 from test_metrics import scrape, value
-from tokens import SigningKey, better_auth_payload, payload_of, tamper_payload
+from tokens import better_auth_payload, payload_of, tamper_payload
 
 PUBLIC = "/openapi.json, GET /echo/public/*"
 OPTIONAL = "/echo/optional/**"
 RULES = "/echo/admin/** role=admin; POST /echo/verified/** emailVerified=true; /echo/reports/** scope~reports:read"
 FORBIDDEN_CHALLENGE = 'Bearer realm="gatehouse", error="insufficient_scope"'
 FORGED = {"X-User-Id": "forged-admin", "X-User-Email": "boss@example.com", "X-Auth-Claims": "eyJyb2xlIjoiYWRtaW4ifQ"}
-
-
-@pytest.fixture(scope="module")
-def key() -> SigningKey:
-    return SigningKey.generate("EdDSA")
-
-
-@pytest.fixture(scope="module")
-def jwks(key):
-    server = JWKSServer(keys=[key.jwk()]).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

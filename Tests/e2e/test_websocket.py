@@ -16,23 +16,9 @@ from websockets.sync.client import connect
 
 from auth_support import bearer, start_auth_gatehouse
 from conftest import free_port, wait_until
-from jwks_server import JWKSServer
-from tokens import SigningKey, better_auth_payload
+from tokens import better_auth_payload
 
 QUERY = "access_token"
-
-
-@pytest.fixture(scope="module")
-def key() -> SigningKey:
-    return SigningKey.generate("EdDSA")
-
-
-@pytest.fixture(scope="module")
-def jwks(key):
-    server = JWKSServer(keys=[key.jwk()])
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
