@@ -114,27 +114,40 @@ private struct Parser {
             return .object(members)
         }
         while true {
-            skipWhitespace(b)
-            guard index < b.count else { throw error(.unexpectedEnd) }
-            guard b[index] == UInt8(ascii: "\"") else { throw error(.unexpectedByte) }
-            let nameOffset = index
-            let name = try parseString(b)
-            skipWhitespace(b)
-            guard index < b.count else { throw error(.unexpectedEnd) }
-            guard b[index] == UInt8(ascii: ":") else { throw error(.unexpectedByte) }
-            index += 1
-            skipWhitespace(b)
-            let value = try parseValue(b, depth: depth)
+            let (name, nameOffset, value) = try parseMember(b, depth: depth)
             if members.updateValue(value, forKey: name) != nil {
                 throw JSONParseError(kind: .duplicateMember, offset: nameOffset)
             }
-            skipWhitespace(b)
-            guard index < b.count else { throw error(.unexpectedEnd) }
-            switch b[index] {
-            case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "}"): index += 1; return .object(members)
-            default: throw error(.unexpectedByte)
-            }
+            if try !moreMembers(b) { return .object(members) }
+        }
+    }
+
+    /// One `"name": value` member of an object (RFC 8259 §4); returns the name's offset too,
+    /// for a duplicate's error.
+    private mutating func parseMember(
+        _ b: Span<UInt8>, depth: Int
+    ) throws(JSONParseError) -> (name: String, offset: Int, value: JSONValue) {
+        skipWhitespace(b)
+        guard index < b.count else { throw error(.unexpectedEnd) }
+        guard b[index] == UInt8(ascii: "\"") else { throw error(.unexpectedByte) }
+        let nameOffset = index
+        let name = try parseString(b)
+        skipWhitespace(b)
+        guard index < b.count else { throw error(.unexpectedEnd) }
+        guard b[index] == UInt8(ascii: ":") else { throw error(.unexpectedByte) }
+        index += 1
+        skipWhitespace(b)
+        return (name, nameOffset, try parseValue(b, depth: depth))
+    }
+
+    /// After a member: true at `,` (another member follows), false at the closing `}`.
+    private mutating func moreMembers(_ b: Span<UInt8>) throws(JSONParseError) -> Bool {
+        skipWhitespace(b)
+        guard index < b.count else { throw error(.unexpectedEnd) }
+        switch b[index] {
+        case UInt8(ascii: ","): index += 1; return true
+        case UInt8(ascii: "}"): index += 1; return false
+        default: throw error(.unexpectedByte)
         }
     }
 
@@ -155,17 +168,7 @@ private struct Parser {
         }
         members.reserveCapacity(4)
         while true {
-            skipWhitespace(b)
-            guard index < b.count else { throw error(.unexpectedEnd) }
-            guard b[index] == UInt8(ascii: "\"") else { throw error(.unexpectedByte) }
-            let nameOffset = index
-            let name = try parseString(b)
-            skipWhitespace(b)
-            guard index < b.count else { throw error(.unexpectedEnd) }
-            guard b[index] == UInt8(ascii: ":") else { throw error(.unexpectedByte) }
-            index += 1
-            skipWhitespace(b)
-            let value = try parseValue(b, depth: depth)
+            let (name, nameOffset, value) = try parseMember(b, depth: depth)
             // Same order as `parseObject`: the value is parsed before the duplicate is reported.
             let duplicate: Bool
             if names != nil {
@@ -179,13 +182,7 @@ private struct Parser {
             }
             if duplicate { throw JSONParseError(kind: .duplicateMember, offset: nameOffset) }
             members.append((name, value))
-            skipWhitespace(b)
-            guard index < b.count else { throw error(.unexpectedEnd) }
-            switch b[index] {
-            case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "}"): index += 1; return members
-            default: throw error(.unexpectedByte)
-            }
+            if try !moreMembers(b) { return members }
         }
     }
 
