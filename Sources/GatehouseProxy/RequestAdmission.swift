@@ -16,6 +16,8 @@ struct Admission: Sendable {
     /// The `gatehouse_auth_decisions_total` reason (`allowed`, `missing`, `expired`, …,
     /// `forbidden`); nil when no token decision was made (public, anonymous, preflight, auth off).
     var authDecision: String?
+    /// The verified `sub` when a valid token was refused by a rule (403), for the access log.
+    var forbiddenUser: String?
 
     enum Outcome: Sendable {
         /// Forward, adding `identity` (empty when anonymous); `user` is the verified `sub`.
@@ -81,7 +83,11 @@ struct Admission: Sendable {
             case .refused(let response, let reason):
                 return refused(response, reason)
             case .allowed(let identity, let sub, let claims):
-                guard requirements.allSatisfy({ $0.isSatisfied(by: claims) }) else { return refused(.forbidden, "forbidden") }
+                guard requirements.allSatisfy({ $0.isSatisfied(by: claims) }) else {
+                    var admission = refused(.forbidden, "forbidden")
+                    admission.forbiddenUser = sub
+                    return admission
+                }
                 return Admission(
                     routeClass: routeClass, outcome: .forward(identity: identity, user: sub), authLog: "allowed",
                     authDecision: "allowed")
@@ -122,7 +128,7 @@ extension ProxyResponder {
             metrics.recordAuth(reason: decision)
             if decision != "allowed" { entry.authReason = decision }
         }
-        if case .forward(_, let user) = admission.outcome { entry.user = user }
+        if case .forward(_, let user) = admission.outcome { entry.user = user } else { entry.user = admission.forbiddenUser }
         return admission
     }
 

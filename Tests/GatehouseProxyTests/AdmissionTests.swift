@@ -38,7 +38,7 @@ import Testing
         case .forward(_, let user): return (admission.routeClass, 0, user, admission.authLog, admission.authDecision)
         case .refuse(let response, let reason):
             #expect(admission.authDecision == nil || admission.authDecision == reason)
-            return (admission.routeClass, response.status.code, nil, admission.authLog, admission.authDecision)
+            return (admission.routeClass, response.status.code, admission.forbiddenUser, admission.authLog, admission.authDecision)
         }
     }
 
@@ -64,7 +64,7 @@ import Testing
 
     @Test func failingARuleIs403InsufficientScope() async {
         let admission = await admit("GET", "/admin/x", token: .token("good-user"))
-        #expect(summary(admission) == ("protected", 403, nil, "forbidden", "forbidden"))
+        #expect(summary(admission) == ("protected", 403, "u1", "forbidden", "forbidden"))  // the log names who was refused
         guard case .refuse(let response, _) = admission.outcome else { return }
         #expect(response.detail == "Forbidden")
         #expect(response.headers.first { $0.name == .wwwAuthenticate }?.value == #"Bearer realm="gatehouse", error="insufficient_scope""#)
@@ -83,7 +83,7 @@ import Testing
         #expect(summary(rejected) == ("preflight", 403, nil, nil, nil))
         // with a token it is no preflight: verified (and held to the rule) like any request
         #expect(summary(await admit("OPTIONS", "/admin/x", token: .token("good-user"), headers: preflight))
-            == ("protected", 403, nil, "forbidden", "forbidden"))
+            == ("protected", 403, "u1", "forbidden", "forbidden"))
         // a preflight's path is checked like any other; one with content is no preflight
         #expect(summary(await admit("OPTIONS", "/public/../admin/x", headers: preflight)) == ("invalid_path", 400, nil, nil, nil))
         #expect(summary(await admit("OPTIONS", "/admin/x", headers: preflight + [("Content-Length", "13")]))

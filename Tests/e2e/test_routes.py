@@ -173,7 +173,8 @@ def test_route_class_and_forbidden_are_counted_and_logged(gh, client, token):
     before = scrape(gh)
     client.get("/echo/public/m")
     client.get("/echo/optional/m")
-    client.get("/echo/admin/m", headers=bearer(token()))
+    refused_token = token(role="user")
+    client.get("/echo/admin/m", headers=bearer(refused_token))
     after = scrape(gh)
 
     def moved(name, **labels):
@@ -188,6 +189,7 @@ def test_route_class_and_forbidden_are_counted_and_logged(gh, client, token):
     requests = [line for line in lines if line.get("msg") == "request" and line.get("path") == "/echo/admin/m"]
     assert requests and requests[-1]["status"] == "403" and requests[-1]["auth"] == "forbidden"
     assert requests[-1]["route_class"] == "protected"
+    assert requests[-1]["user"] == payload_of(refused_token)["sub"]  # who was refused, never the token
     optional = [line for line in lines if line.get("msg") == "request" and line.get("path") == "/echo/optional/m"]
     assert optional and optional[-1]["auth"] == "anonymous" and optional[-1]["route_class"] == "optional"
 
