@@ -31,25 +31,12 @@ struct AccessLogEntry {
         logger.info("request", metadata: metadata)
     }
 
+    /// The same fields for any other log backend.
     var metadata: Logger.Metadata {
-        var metadata: Logger.Metadata = [
-            "method": .string(method),
-            "path": .string(path),
-            "status": .stringConvertible(status),
-            "bytes": .stringConvertible(bytes),
-            "duration_ms": .string(Self.milliseconds(duration)),
-            "request_id": .string(requestID),
-        ]
-        if let upstreamDuration { metadata["upstream_ms"] = .string(Self.milliseconds(upstreamDuration)) }
-        if let outcome { metadata["outcome"] = .string(outcome) }
-        if let routeClass { metadata["route_class"] = .string(routeClass) }
-        if let auth { metadata["auth"] = .string(auth) }
-        if let authReason { metadata["auth_reason"] = .string(authReason) }
-        if let user { metadata["user"] = .string(user) }
-        return metadata
+        Logger.Metadata(uniqueKeysWithValues: sortedFields().map { ($0.key, .string($0.value)) })
     }
 
-    /// `metadata` as the general path prints it: keys sorted, values as text.
+    /// Every field of the line, keys in sorted order (as `LineLogHandler` prints metadata).
     func sortedFields() -> [(key: String, value: String)] {
         var fields: [(key: String, value: String)] = []
         fields.reserveCapacity(12)

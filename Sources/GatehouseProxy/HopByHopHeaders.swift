@@ -15,15 +15,18 @@ enum HopByHopHeaders {
     static func names(connectionValues: some Sequence<String>) -> Set<String> {
         var names: Set<String>?
         for value in connectionValues {
-            for token in value.split(separator: ",") {
-                let name = token.trimmingSpaces().lowercased()
-                // `Connection: keep-alive` / `close` name fields already in `fixed`: no copy.
-                if !name.isEmpty, !fixed.contains(name) {
-                    if names == nil { names = fixed }
-                    names!.insert(name)
-                }
+            // `Connection: keep-alive` / `close` name fields already in `fixed`: no copy.
+            for name in tokens(value) where !fixed.contains(name) {
+                if names == nil { names = fixed }
+                names!.insert(name)
             }
         }
         return names ?? fixed
+    }
+
+    /// The lowercased tokens of one comma-separated list field value (RFC 9110 §5.6.1),
+    /// empty list elements skipped.
+    static func tokens(_ value: String) -> some Sequence<String> {
+        value.split(separator: ",").lazy.map { $0.trimmingSpaces().lowercased() }.filter { !$0.isEmpty }
     }
 }

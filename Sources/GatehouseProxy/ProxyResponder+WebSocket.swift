@@ -66,35 +66,22 @@ extension ProxyResponder {
             return refuse(.badGateway, outcome: "upstream_unavailable")
         }
         entry.upstreamDuration = ContinuousClock.now - started
-        if connected.answer.status < 200 && connected.answer.status != 101 {
-            connected.channel.close(promise: nil)
-            return refuse(.badGateway, outcome: "upstream_unavailable")  // no other interim answer fits a GET handshake
-        }
-        entry.status = connected.answer.status
-
-        // FastAPI's fields minus hop-by-hop ones (RFC 9110 §7.6.1), which this hop sets itself.
         let answer = connected.answer
-        let hopByHop = HopByHopHeaders.names(connectionValues: answer.values("connection"))
-        let passed = answer.headers.filter { !hopByHop.contains($0.name.lowercased()) && $0.name.lowercased() != "x-request-id" }
-        if answer.status == 101 {
-            var response = ByteBuffer(string: "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n")
-            for field in passed { response.writeString("\(field.name): \(field.value)\r\n") }
-            response.writeString("X-Request-Id: \(requestID)\r\n\r\n")
-            return .open(upstream: connected.channel, response: response, log: entry, started: started)
+        entry.status = answer.head.status
+        // FastAPI's fields as for any response: hop-by-hop ones dropped (RFC 9110 §7.6.1;
+        // this hop sets its own), names and values validated, `X-Request-Id` set.
+        var response = responseHead(from: answer.head, requestID: requestID)
+        if answer.head.status == 101 {
+            return .open(
+                upstream: connected.channel, response: WebSocketHandshake.switchingProtocols(response.headerFields), log: entry,
+                started: started)
         }
         // FastAPI refused (e.g. 403 from a handler that closed before accepting): relay it.
-        var fields = HTTPFields()
-        for field in passed where field.name.lowercased() != "content-length" {
-            if let name = HTTPField.Name(field.name) { fields.append(HTTPField(name: name, value: field.value)) }
-        }
-        fields[.contentLength] = String(answer.rest.count)
-        fields[.connection] = "close"
-        fields[HTTPField.Name.requestID] = requestID
+        response.headerFields[.contentLength] = String(answer.rest.count)
+        response.headerFields[.connection] = "close"
         entry.outcome = "upgrade_refused"
         entry.bytes = answer.rest.count
-        return .refused(
-            HTTPResponse(status: .init(code: answer.status), headerFields: fields), body: ByteBuffer(bytes: answer.rest), log: entry,
-            started: started)
+        return .refused(response, body: ByteBuffer(bytes: answer.rest), log: entry, started: started)
     }
 }
 

@@ -83,7 +83,7 @@ public struct ProxyResponder: Sendable {
             // A rejected preflight gets no CORS permission: that is what makes the browser stop.
             let origin = admission.routeClass == "preflight" ? nil : request.headers[.origin]
             entry.bytes = try await send(
-                response, to: writer, requestID: requestID, closeConnection: Self.hasBody(request), channel: channel,
+                response, to: writer, requestID: requestID, closeConnection: request.headers.announceContent, channel: channel,
                 origin: origin)
             return
         }
@@ -168,10 +168,6 @@ public struct ProxyResponder: Sendable {
     }
 
     // MARK: Request
-
-    static func hasBody(_ request: Request) -> Bool {
-        request.headers[.transferEncoding] != nil || (request.headers[.contentLength].map { $0 != "0" } ?? false)
-    }
 
     /// Checks HTTP/1.1 framing rules the decoder does not enforce.
     static func framingProblem(_ head: HTTPRequest) -> ErrorResponse? {
@@ -349,6 +345,14 @@ public struct ProxyResponder: Sendable {
         case .unavailable?: return "upstream_unavailable"
         case nil: return "client_closed"
         }
+    }
+}
+
+extension HTTPFields {
+    /// Whether a request head announces content (RFC 9112 §6.3): `Transfer-Encoding`, or a
+    /// `Content-Length` other than 0.
+    var announceContent: Bool {
+        self[.transferEncoding] != nil || (self[.contentLength].map { $0 != "0" } ?? false)
     }
 }
 

@@ -45,7 +45,7 @@ struct Admission: Sendable {
         }
         // A preflight carries no credentials and no content (Fetch §4.8); one that does is an
         // ordinary OPTIONS request and is verified like any other.
-        if token == .none, CORSPolicy.isPreflight(method: method, headers: headers), !Self.hasContent(headers) {
+        if token == .none, CORSPolicy.isPreflight(method: method, headers: headers), !headers.announceContent {
             switch cors.preflight {
             case .forward: return Admission(routeClass: "preflight", outcome: .forward(identity: [], user: nil))
             case .reject: return Admission(routeClass: "preflight", outcome: .refuse(.preflightRejected, reason: "preflight"))
@@ -93,13 +93,6 @@ struct Admission: Sendable {
                     authDecision: "allowed")
             }
         }
-    }
-}
-
-extension Admission {
-    /// Whether the head announces content (RFC 9112 §6.3).
-    static func hasContent(_ headers: HTTPFields) -> Bool {
-        headers[.transferEncoding] != nil || (headers[.contentLength].map { $0 != "0" } ?? false)
     }
 }
 

@@ -1,3 +1,5 @@
+import GatehouseUpstream
+import HTTPTypes
 import NIOCore
 
 /// The HTTP half of a WebSocket tunnel (RFC 6455 §4): the handshake request gatehouse sends to
@@ -17,13 +19,8 @@ enum WebSocketHandshake {
     /// RFC 6455 §4.2.1: a handshake is a GET whose `Upgrade` names `websocket` and whose
     /// `Connection` names `upgrade` (both case-insensitive, both possibly lists).
     static func isUpgradeRequest(method: String, upgrade: [String], connection: [String]) -> Bool {
-        method == "GET" && Self.lists(upgrade, contain: "websocket") && Self.lists(connection, contain: "upgrade")
-    }
-
-    static func lists(_ values: [String], contain token: String) -> Bool {
-        values.contains { value in
-            value.split(separator: ",").contains { $0.trimmingSpaces().lowercased() == token }
-        }
+        method == "GET" && upgrade.contains { HopByHopHeaders.tokens($0).contains("websocket") }
+            && connection.contains { HopByHopHeaders.tokens($0).contains("upgrade") }
     }
 
     /// The request line and fields sent to FastAPI. `headers` is the already-rewritten field list
@@ -45,25 +42,15 @@ enum WebSocketHandshake {
 
     /// FastAPI's answer to the handshake.
     struct Answer: Equatable {
-        var status: Int
-        var headers: [Field]
+        var head: UpstreamResponseHead
         /// Bytes after the head: WebSocket frames FastAPI sent right after its 101, or the body
         /// of a refusal.
         var rest: [UInt8]
 
-        struct Field: Equatable {
-            var name: String
-            var value: String
-        }
-
-        func values(_ name: String) -> [String] {
-            headers.filter { $0.name.lowercased() == name }.map(\.value)
-        }
-
         /// Body length declared by a refusal; nil when absent or malformed.
         var contentLength: Int? {
-            let declared = values("content-length")
-            guard declared.count == 1, let length = Int(declared[0]), length >= 0 else { return nil }
+            let declared = head.headers.filter { $0.name.lowercased() == "content-length" }
+            guard declared.count == 1, let length = Int(declared[0].value), length >= 0 else { return nil }
             return length
         }
     }
@@ -73,36 +60,46 @@ enum WebSocketHandshake {
         case malformed
     }
 
-    /// Parses `bytes` read so far. nil: the head is not complete yet. A head that cannot be
-    /// HTTP/1.1 (bad status line, field without a colon, obsolete line folding — RFC 9112
-    /// §5.2 lets a proxy reject it) is an error, as is one larger than `maxHeadBytes`.
+    /// Parses `bytes` read so far. nil: the head is not complete yet. The head goes through
+    /// the same parser as every upstream response (`ResponseHeadParser`, with 101 as a final
+    /// status); one it refuses, or one larger than `maxHeadBytes`, is an error. A head with an
+    /// interim status other than 101 is refused too: nothing else fits a GET handshake.
     static func parseAnswer(_ bytes: [UInt8]) throws(ParseError) -> Answer? {
         guard let end = Self.headEnd(bytes) else {
             if bytes.count > maxHeadBytes { throw .headTooLarge }
             return nil
         }
         if end > maxHeadBytes { throw .headTooLarge }
-        guard let text = String(validating: bytes[..<end], as: UTF8.self) else { throw .malformed }
-        var lines = text.split(separator: "\r\n", omittingEmptySubsequences: false)
-        while lines.last == "" { lines.removeLast() }
-        guard let statusLine = lines.first else { throw .malformed }
-        // status-line = HTTP-version SP status-code SP [ reason-phrase ]  (RFC 9112 §4)
-        let parts = statusLine.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count >= 2, parts[0] == "HTTP/1.1" || parts[0] == "HTTP/1.0", parts[1].count == 3,
-            let status = Int(parts[1]), (100...599).contains(status)
-        else { throw .malformed }
-        var fields: [Answer.Field] = []
-        for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex,
-                line.first != " ", line.first != "\t"
-            else { throw .malformed }
-            let name = line[..<colon]
-            guard name.utf8.allSatisfy(Self.isTokenByte) else { throw .malformed }
-            let value = line[line.index(after: colon)...].trimmingSpaces()
-            guard !value.utf8.contains(where: { $0 < 0x20 && $0 != 0x09 || $0 == 0x7F }) else { throw .malformed }
-            fields.append(.init(name: String(name), value: value))
+        var parser = ResponseHeadParser(switchingProtocolsIsFinal: true)
+        let event = bytes.withUnsafeBytes { raw -> ResponseHeadParser.Event in
+            // The lines of `raw[..<end]`, CRLF-separated, then the empty line that ends the head.
+            var lineStart = 0
+            while lineStart <= end {
+                var lineEnd = lineStart
+                while lineEnd < end, !(raw[lineEnd] == 13 && raw[lineEnd + 1] == 10) { lineEnd += 1 }
+                let event = parser.feed(UnsafeRawBufferPointer(rebasing: raw[lineStart..<lineEnd]))
+                guard case .needMore = event else { return event }
+                lineStart = lineEnd + 2
+            }
+            return parser.feed(UnsafeRawBufferPointer(rebasing: raw[0..<0]))
         }
-        return Answer(status: status, headers: fields, rest: Array(bytes[(end + 4)...]))
+        guard case .head(let head) = event else { throw .malformed }
+        return Answer(head: head, rest: Array(bytes[(end + 4)...]))
+    }
+
+    /// The 101 the client gets: `fields` are FastAPI's, already filtered and validated by
+    /// `ProxyResponder.responseHead` (hop-by-hop ones dropped, `X-Request-Id` set), so they
+    /// can be written as they are.
+    static func switchingProtocols(_ fields: HTTPFields) -> ByteBuffer {
+        var buffer = ByteBuffer(string: "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n")
+        for field in fields {
+            buffer.writeString(field.name.rawName)
+            buffer.writeString(": ")
+            buffer.writeString(field.value)
+            buffer.writeString("\r\n")
+        }
+        buffer.writeString("\r\n")
+        return buffer
     }
 
     /// Index of the CR of the first CRLFCRLF, if any.
@@ -116,15 +113,5 @@ enum WebSocketHandshake {
             index += 1
         }
         return nil
-    }
-
-    /// RFC 9110 §5.6.2 tchar.
-    static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        default:
-            return "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
     }
 }

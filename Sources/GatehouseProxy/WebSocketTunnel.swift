@@ -57,7 +57,7 @@ enum WebSocketUpstream {
             channel.close(promise: nil)
             throw (error as? Failure) ?? .malformedAnswer
         }
-        if answer.status != 101 { channel.close(promise: nil) }
+        if answer.head.status != 101 { channel.close(promise: nil) }
         return Connected(channel: channel, answer: answer)
     }
 }
@@ -114,7 +114,7 @@ final class HandshakeAnswerReader: ChannelInboundHandler, RemovableChannelHandle
         }
         do {
             guard var answer = try WebSocketHandshake.parseAnswer(received) else { return }
-            if answer.status != 101 {
+            if answer.head.status != 101 {
                 // A refusal: wait for its declared body if it is short, else relay no body.
                 guard let length = answer.contentLength, length <= WebSocketHandshake.maxRefusalBodyBytes else {
                     answer.rest = []

@@ -97,7 +97,7 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
         // Cheap test first: this runs for every request head. RFC 6455 §4.1: a handshake is
         // a GET without content; one announcing a body is served as a plain request (its
         // `Upgrade` is hop-by-hop and dropped), so no body is ever left unread here.
-        guard head.method == .get, head.headerFields[.upgrade] != nil, !Admission.hasContent(head.headerFields) else {
+        guard head.method == .get, head.headerFields[.upgrade] != nil, !head.headerFields.announceContent else {
             return false
         }
         return WebSocketHandshake.isUpgradeRequest(

@@ -5,13 +5,22 @@
 /// (RFC 9110 §15.2), each ending with an empty line. We reset on every status line and
 /// report only a block whose status is not 1xx. Obsolete line folding (RFC 9112 §5.2) is
 /// joined with a single space.
-struct ResponseHeadParser {
+///
+/// Also reads FastAPI's answer to a forwarded WebSocket handshake (`GatehouseProxy`), where
+/// `101 Switching Protocols` is the final answer rather than an interim one.
+package struct ResponseHeadParser {
+    /// Whether a 101 ends the head (a WebSocket handshake's answer) instead of being skipped.
+    private let switchingProtocolsIsFinal: Bool
     private var status = 0
     private var reason = ""
     private var headers: [UpstreamResponseHead.HeaderField] = []
     private var inBlock = false
 
-    enum Event: Equatable {
+    package init(switchingProtocolsIsFinal: Bool = false) {
+        self.switchingProtocolsIsFinal = switchingProtocolsIsFinal
+    }
+
+    package enum Event: Equatable {
         case needMore
         case head(UpstreamResponseHead)
         case malformed(String)
@@ -19,13 +28,13 @@ struct ResponseHeadParser {
 
     /// Called once per header line on the curl thread, so it works on the bytes and makes
     /// only the strings it returns (no per-line `String` for splitting or lowercasing).
-    mutating func feed(_ line: UnsafeRawBufferPointer) -> Event {
+    package mutating func feed(_ line: UnsafeRawBufferPointer) -> Event {
         var end = line.count
         while end > 0, line[end - 1] == UInt8(ascii: "\n") || line[end - 1] == UInt8(ascii: "\r") { end -= 1 }
         if end == 0 {
             guard inBlock else { return .needMore }
             inBlock = false
-            if (100..<200).contains(status) { return .needMore }
+            if (100..<200).contains(status), !(switchingProtocolsIsFinal && status == 101) { return .needMore }
             // RFC 9112 §6.3: a response with both framings, or with conflicting lengths, is
             // unparseable; forwarding either length could desynchronise the client.
             var length: String?
