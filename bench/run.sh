@@ -494,6 +494,47 @@ start_plain_pair() {
 envoy_version=""
 envoy_cache_note=""
 curl_floor_note=""
+auth_floor_note=""
+
+# bench/curl_floor.c, compiled once; prints why not when it cannot be.
+curl_floor_bin() {
+    if [[ ! -x $tmp/curl_floor ]] && ! cc -O2 -o "$tmp/curl_floor" bench/curl_floor.c -lcurl 2>"$tmp/curl_floor.err"; then
+        echo "curl_floor: could not be compiled (cc, libcurl4-openssl-dev): $(head -c 200 "$tmp/curl_floor.err")"
+        return 1
+    fi
+}
+
+# The least any proxy built from gatehouse's two components pays per request in the
+# 'repeated' scenario, each measured alone: HummingbirdCore answering the admin /healthz to
+# the very requests wrk sends (the same token header), and libcurl sending the upstream
+# request gatehouse sends for that token (its headers rebuilt here: token, claims header,
+# identity and forwarding fields). Printed beside Envoy's CPU per request ÷ 1.2: on a
+# CPU-bound machine, gatehouse cannot reach 1.2× Envoy's throughput above that.
+auth_floors() {
+    local before after out requests server curl_line
+    out="$results/repeated-floor-healthz.txt"
+    url[gatehouse-admin]="http://127.0.0.1:$gh_auth_admin/healthz"
+    before=$(cpu_ticks "${pid_of[gatehouse]}")
+    run_wrk repeated gatehouse-admin "$out" "$BENCH_SECONDS"
+    after=$(cpu_ticks "${pid_of[gatehouse]}")
+    requests=$(awk '/ requests in / { print $1 }' "$out")
+    server=$(awk -v t=$((after - before)) -v hz="$clk_tck" -v n="${requests:-0}" \
+        'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+    "$BENCH_PYTHON" - "$token" "$gh_auth_port" >"$tmp/upstream-headers.txt" <<'PY'
+import base64, json, secrets, sys
+token, port = sys.argv[1], sys.argv[2]
+payload = token.split(".")[1]
+claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+host = f"127.0.0.1:{port}"
+print(f"Host: {host}\nAuthorization: Bearer {token}\nX-Forwarded-For: 127.0.0.1\nX-Forwarded-Proto: http")
+print(f"X-Forwarded-Host: {host}\nX-Request-Id: {secrets.token_hex(16)}\nX-User-Id: {claims['sub']}")
+print(f"X-User-Email: {claims.get('email', '')}\nX-Auth-Claims: {payload}\nExpect:\nAccept:")
+PY
+    cp "$tmp/upstream-headers.txt" "$results/repeated-floor-upstream-headers.txt"
+    curl_line=$(curl_floor_bin && "$tmp/curl_floor" "$origin/" "$BENCH_CONNECTIONS" "$BENCH_SECONDS" "$tmp/upstream-headers.txt" || echo "curl_floor failed")
+    echo "floor for repeated: HummingbirdCore alone answering /healthz to the same requests (token header included): $server us CPU/request"
+    echo "floor for repeated: libcurl alone sending gatehouse's upstream request for this token: $curl_line"
+}
 for scenario in "${scenarios[@]}"; do
     case $scenario in
     plain)
@@ -516,10 +557,8 @@ for scenario in "${scenarios[@]}"; do
         stop "${pid_of[gatehouse]}"
         # The other half of gatehouse's floor: libcurl alone driving the same upstream the way
         # gatehouse does (bench/curl_floor.c), CPU per transfer.
-        if cc -O2 -o "$tmp/curl_floor" bench/curl_floor.c -lcurl 2>"$tmp/curl_floor.err"; then
+        if curl_floor_note=$(curl_floor_bin); then
             curl_floor_note=$("$tmp/curl_floor" "$origin/" "$BENCH_CONNECTIONS" "$BENCH_SECONDS" || echo "curl_floor failed")
-        else
-            curl_floor_note="curl_floor: could not be compiled (cc, libcurl4-openssl-dev): $(head -c 200 "$tmp/curl_floor.err")"
         fi
         ;;
     repeated | distinct)
@@ -552,6 +591,10 @@ for scenario in "${scenarios[@]}"; do
         curl -fsS --max-time 5 "$stats_url" >"$results/$scenario-envoy-stats-before.txt" || true
         measure "$scenario" envoy gatehouse
         curl -fsS --max-time 5 "$stats_url" >"$results/$scenario-envoy-stats-after.txt" || true
+        if [[ $scenario == repeated ]]; then
+            echo "bench: repeated: component floors (HummingbirdCore alone, libcurl alone)"
+            auth_floor_note=$(auth_floors)
+        fi
         envoy_cache_note+=$(awk -v s="$scenario" '
             FNR == NR { split($0, kv, ": "); before[kv[1]] = kv[2]; next }
             { split($0, kv, ": "); d[kv[1]] = kv[2] - before[kv[1]] }
@@ -638,6 +681,10 @@ done
     if ((want_auth)); then
         echo
         printf '%s' "$envoy_cache_note"
+    fi
+    if [[ -n $auth_floor_note ]]; then
+        echo "$auth_floor_note"
+        awk -v e="${cpu_med[repeated/envoy]}" 'BEGIN { printf "floor for repeated: Envoy cpu us/req %.1f / 1.2 = %.1f: gatehouse'"'"'s cpu per request must stay below this for 1.2x Envoy'"'"'s throughput\n", e, e / 1.2 }'
     fi
     if [[ " ${scenarios[*]} " == *" floor "* ]]; then
         echo "(floor: 'gatehouse' is its admin listener's /healthz — HummingbirdCore alone, nothing proxied)"
