@@ -53,6 +53,7 @@ bench: venv release
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements.txt
 	swift build -c release --product jose-bench
 	$$(swift build -c release --show-bin-path)/jose-bench
+	bench/jose_instructions.sh
 	GATEHOUSE_BIN=$(RELEASE_BIN) bench/run.sh
 
 ## fuzz: libFuzzer on the JWT and JWKS parsers (FUZZ_SECONDS per target, default 60).

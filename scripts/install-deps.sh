@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(libcurl4-openssl-dev libssl-dev libsodium-dev pkg-config python3-venv shellcheck)
 if [[ "${1:-build}" == "bench" ]]; then
-    packages+=(wrk nginx)
+    packages+=(wrk nginx valgrind)
 fi
 
 missing=()
