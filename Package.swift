@@ -77,7 +77,7 @@ let package = Package(
         .target(
             name: "GatehouseDevIssuer",
             dependencies: [
-                "JOSE", "CSodium",
+                "JOSE", "CSodium", "CCrypto",
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),

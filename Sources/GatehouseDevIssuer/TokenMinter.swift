@@ -31,7 +31,7 @@ public struct TokenMinter: Sendable {
         let created = ISO8601DateFormatter.betterAuth.string(from: now.addingTimeInterval(-86_400))
         let updated = ISO8601DateFormatter.betterAuth.string(from: now)
         let q = JSONText.quoted
-        let header = #"{"alg":"EdDSA","kid":\#(q(key.kid))}"#
+        let header = #"{"alg":\#(q(key.algorithm)),"kid":\#(q(key.kid))}"#
         let payload = "{\"iat\":\(iat),\"name\":\(q(user.name)),\"email\":\(q(user.email)),"
             + "\"emailVerified\":\(user.emailVerified),\"image\":null,\"createdAt\":\(q(created)),"
             + "\"updatedAt\":\(q(updated)),\"id\":\(q(user.id)),\"sub\":\(q(user.id)),"

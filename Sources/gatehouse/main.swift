@@ -121,12 +121,12 @@ struct Healthcheck: ParsableCommand {
 
 /// Options shared by the development issuer's subcommands.
 struct DevKeyOptions: ParsableArguments {
-    @Option(help: "Private JWK file of the development issuer (created with a new Ed25519 key if missing).")
+    @Option(help: "Private JWK Set file of the development issuer (created with a new Ed25519 key if missing).")
     var keyFile = ".gatehouse-dev-key.json"
 
-    func load() throws -> DevKey {
+    func load() throws -> DevKeySet {
         do {
-            return try DevKey.loadOrCreate(path: keyFile)
+            return try DevKeySet.loadOrCreate(path: keyFile)
         } catch {
             printError("gatehouse: \(error)")
             throw ExitCode(1)
@@ -151,7 +151,8 @@ struct DevIssuer: AsyncParsableCommand {
             throw ExitCode(2)
         }
         LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: .info, format: .text) }
-        try await DevIssuerServer(key: try key.load(), host: String(parts[0]), port: port)
+        _ = try key.load()  // creates the file on first use; a malformed one stops here
+        try await DevIssuerServer(keyFile: key.keyFile, host: String(parts[0]), port: port)
             .run(logger: Logger(label: "gatehouse.dev-issuer"))
     }
 }
@@ -174,15 +175,15 @@ struct Mint: ParsableCommand {
     @Option(help: "Lifetime, e.g. 15m, 1h (Better Auth's default is 15m).")
     var ttl = "15m"
 
-    @Option(help: "Signing algorithm (the development issuer signs with EdDSA, Better Auth's default).")
+    @Option(help: "Signing algorithm: EdDSA (Better Auth's default), ES256, ES512, RS256 or PS256. A key for it is added to the key file if missing.")
     var alg = "EdDSA"
 
     @Option(help: "iss and aud (default: BETTER_AUTH_URL's origin, else http://127.0.0.1:3000).")
     var issuer: String?
 
     func run() throws {
-        guard alg == "EdDSA" else {
-            printError("gatehouse mint: only --alg EdDSA is supported by the development issuer")
+        guard DevKey.algorithms.contains(alg) else {
+            printError("gatehouse mint: unsupported --alg \"\(alg)\"; expected one of \(DevKey.algorithms.joined(separator: ", "))")
             throw ExitCode(2)
         }
         guard let lifetime = GatehouseConfiguration.parseDuration(ttl) else {
@@ -191,7 +192,18 @@ struct Mint: ParsableCommand {
         }
         let environment = ProcessInfoEnvironment.current
         let origin = issuer ?? environment["BETTER_AUTH_URL"].flatMap(GatehouseConfiguration.origin(of:)) ?? "http://127.0.0.1:3000"
-        let minter = TokenMinter(key: try key.load(), issuer: origin, audience: origin)
+        var keys = try key.load()
+        var signingKey = keys.key(for: alg)
+        if signingKey == nil {
+            do {
+                signingKey = try keys.addKey(for: alg)
+            } catch {
+                printError("gatehouse mint: \(error)")
+                throw ExitCode(1)
+            }
+            printError("gatehouse mint: added a \(alg) key (kid \(signingKey!.kid)) to \(key.keyFile); the dev issuer serves it from now on")
+        }
+        let minter = TokenMinter(key: signingKey!, issuer: origin, audience: origin)
         print(minter.mint(user: .init(id: sub, name: name, email: email), ttlSeconds: max(1, lifetime.milliseconds / 1000)))
     }
 }

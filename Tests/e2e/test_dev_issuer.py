@@ -1,0 +1,223 @@
+"""`gatehouse dev-issuer` and `gatehouse mint`: the development issuer of `make demo`.
+
+Tokens minted by gatehouse are checked by an independent implementation (PyJWT over the
+issuer's published JWKS) for every algorithm Better Auth offers, and then sent through a real
+gatehouse in front of the real upstream. The key file is a standard private JWK Set: PyJWT signs
+with it too, and gatehouse accepts those tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import time
+
+import httpx
+import jwt
+import pytest
+
+from auth_support import bearer
+from conftest import GATEHOUSE_BIN, free_port, require_binary, run_gatehouse_command, wait_until
+
+ALGORITHMS = ["EdDSA", "ES256", "ES512", "RS256", "PS256"]
+# The members, in order, of each kind of key in Better Auth 1.4's JWKS (../shared fixtures).
+PUBLIC_MEMBERS = {
+    "OKP": ["alg", "crv", "x", "kty", "kid"],
+    "EC": ["alg", "crv", "kty", "x", "y", "kid"],
+    "RSA": ["alg", "kty", "n", "e", "kid"],
+}
+BETTER_AUTH_PAYLOAD = ["iat", "name", "email", "emailVerified", "image", "createdAt", "updatedAt", "id", "sub", "exp", "iss", "aud"]
+
+
+class DevIssuer:
+    def __init__(self, tmp_path):
+        require_binary()
+        self.key_file = tmp_path / "dev-key.json"
+        self.port = free_port()
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / "dev-issuer.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [str(GATEHOUSE_BIN), "dev-issuer", "--key-file", str(self.key_file), "--listen", f"127.0.0.1:{self.port}"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+
+        def up() -> bool:
+            assert self.proc.poll() is None, f"dev-issuer exited: {self.log.read_text()}"
+            try:
+                return httpx.get(f"{self.origin}/api/auth/jwks", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, timeout=30, what="dev-issuer serving its JWKS")
+
+    def jwks(self) -> dict:
+        response = httpx.get(f"{self.origin}/api/auth/jwks", timeout=5)
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        return response.json()
+
+    def mint(self, *args: str) -> subprocess.CompletedProcess:
+        return run_gatehouse_command(["mint", "--key-file", str(self.key_file), "--issuer", self.origin, *args], env=dict(os.environ))
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory):
+    server = DevIssuer(tmp_path_factory.mktemp("dev-issuer"))
+    yield server
+    server.stop()
+
+
+def test_new_key_file_is_private_and_jwks_has_better_auths_shape(issuer):
+    mode = stat.S_IMODE(issuer.key_file.stat().st_mode)
+    assert mode == 0o600, oct(mode)
+    keys = issuer.jwks()["keys"]
+    assert len(keys) == 1
+    (key,) = keys
+    assert list(key) == PUBLIC_MEMBERS["OKP"]
+    assert key["alg"] == "EdDSA" and key["crv"] == "Ed25519"
+    assert len(key["kid"]) == 32 and key["kid"].isalnum()
+    assert "d" not in key and "use" not in key
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+def test_minted_token_verifies_with_pyjwt_and_passes_gatehouse(issuer, alg, gatehouse_factory, upstream):
+    result = issuer.mint("--alg", alg, "--sub", f"user-{alg}", "--email", f"{alg.lower()}@example.com", "--ttl", "10m")
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+
+    # Better Auth's exact shape, checked by PyJWT against the issuer's published JWKS.
+    header = jwt.get_unverified_header(token)
+    assert list(header) == ["alg", "kid"] and header["alg"] == alg
+    published = {k["kid"]: k for k in issuer.jwks()["keys"]}
+    assert header["kid"] in published, "the kid of a minted token is served by the dev issuer"
+    jwk = published[header["kid"]]
+    assert jwk["alg"] == alg and list(jwk) == PUBLIC_MEMBERS[jwk["kty"]]
+    claims = jwt.decode(token, jwt.PyJWK(jwk).key, algorithms=[alg], audience=issuer.origin, issuer=issuer.origin)
+    assert list(claims) == BETTER_AUTH_PAYLOAD
+    assert claims["sub"] == claims["id"] == f"user-{alg}"
+    assert claims["exp"] - claims["iat"] == 600
+    if alg.startswith("ES"):
+        signature = jwt.utils.base64url_decode(token.split(".")[2])
+        assert len(signature) == (64 if alg == "ES256" else 132), "JWS ECDSA signatures are raw r‖s"
+
+    # A real gatehouse in front of the real upstream accepts it and forwards the identity.
+    gh = gatehouse_factory(upstream.url, BETTER_AUTH_URL=issuer.origin, GATEHOUSE_JWKS_REFETCH_COOLDOWN="1s")
+    response = httpx.get(f"{gh.url}/echo", headers=bearer(token), timeout=10)
+    assert response.status_code == 200, response.text
+    forwarded = dict(response.json()["headers"])
+    assert forwarded["x-user-id"] == f"user-{alg}"
+    assert forwarded["x-user-email"] == f"{alg.lower()}@example.com"
+
+
+def test_key_added_while_gatehouse_runs_is_fetched_on_first_sight(gatehouse_factory, upstream, tmp_path):
+    """A new kid appears unannounced (as after a Better Auth key rotation): mint adds the key
+    to the file, the running issuer serves it at once, and gatehouse fetches the JWKS again on
+    first sight of the unknown kid."""
+    key_file = tmp_path / "rotating-key.json"
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    log = tmp_path / "rotating-issuer.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(GATEHOUSE_BIN), "dev-issuer", "--key-file", str(key_file), "--listen", f"127.0.0.1:{port}"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    try:
+        wait_until(lambda: _serves(origin), timeout=30, what="dev-issuer up")
+        gh = gatehouse_factory(upstream.url, BETTER_AUTH_URL=origin, GATEHOUSE_JWKS_REFETCH_COOLDOWN="1s")
+        time.sleep(1.2)  # past the refetch cooldown of gatehouse's first fetch
+        result = run_gatehouse_command(
+            ["mint", "--key-file", str(key_file), "--issuer", origin, "--alg", "ES256"], env=dict(os.environ))
+        assert result.returncode == 0, result.stderr
+        assert "added a ES256 key" in result.stderr
+        token = result.stdout.strip()
+        kid = jwt.get_unverified_header(token)["kid"]
+        assert kid in {k["kid"] for k in httpx.get(f"{origin}/api/auth/jwks", timeout=5).json()["keys"]}
+        response = httpx.get(f"{gh.url}/echo", headers=bearer(token), timeout=10)
+        assert response.status_code == 200, response.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def _serves(origin: str) -> bool:
+    try:
+        return httpx.get(f"{origin}/api/auth/jwks", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_key_file_is_a_standard_private_jwk_set(issuer, gatehouse_factory, upstream):
+    """PyJWT can sign with every key of the file; gatehouse accepts what it signs."""
+    for alg in ALGORITHMS:  # every algorithm has a key by now, or gets one here
+        assert issuer.mint("--alg", alg).returncode == 0
+    document = json.loads(issuer.key_file.read_text())
+    assert {k["alg"] for k in document["keys"]} >= set(ALGORITHMS)
+    gh = gatehouse_factory(upstream.url, BETTER_AUTH_URL=issuer.origin)
+    now = int(time.time())
+    for private in document["keys"]:
+        assert "d" in private
+        claims = {"sub": f"pyjwt-{private['alg']}", "iat": now, "exp": now + 300, "iss": issuer.origin, "aud": issuer.origin}
+        token = jwt.encode(claims, jwt.PyJWK(private).key, algorithm=private["alg"], headers={"kid": private["kid"]})
+        response = httpx.get(f"{gh.url}/echo", headers=bearer(token), timeout=10)
+        assert response.status_code == 200, (private["alg"], response.text)
+        assert dict(response.json()["headers"])["x-user-id"] == f"pyjwt-{private['alg']}"
+
+
+def test_mint_refuses_an_algorithm_better_auth_does_not_offer(issuer):
+    before = issuer.key_file.read_bytes()
+    for alg in ["HS256", "none", "RS512"]:
+        result = issuer.mint("--alg", alg)
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert f'unsupported --alg "{alg}"' in result.stderr
+    assert issuer.key_file.read_bytes() == before, "a refused mint leaves the key file alone"
+
+
+def test_malformed_key_file_is_refused_with_its_name(tmp_path):
+    bad = tmp_path / "bad-key.json"
+    bad.write_text('{"keys":[{"kty":"EC","crv":"P-256","alg":"ES256","kid":"k","x":"AA","y":"AA","d":"AA"}]}')
+    result = run_gatehouse_command(["mint", "--key-file", str(bad)], env=dict(os.environ))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert str(bad) in result.stderr and "key 1" in result.stderr
+    assert bad.read_text().startswith('{"keys"'), "the file is left as it was"
+
+
+def test_dev_issuer_listens_on_loopback_only(tmp_path):
+    result = run_gatehouse_command(
+        ["dev-issuer", "--key-file", str(tmp_path / "k.json"), "--listen", "0.0.0.0:3999"], env=dict(os.environ), timeout=10)
+    assert result.returncode == 2
+    assert "loopback" in result.stderr
+    assert not (tmp_path / "k.json").exists()
+
+
+def test_single_private_jwk_file_of_earlier_versions_still_signs(tmp_path):
+    """Key files written before ES/RS support hold one Ed25519 private JWK, not a set."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives import serialization
+
+    private = ed25519.Ed25519PrivateKey.generate()
+    raw = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    b64 = lambda data: jwt.utils.base64url_encode(data).decode()  # noqa: E731
+    legacy = tmp_path / "legacy-key.json"
+    legacy.write_text(json.dumps({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "legacykid", "x": b64(public), "d": b64(raw)}))
+    result = run_gatehouse_command(
+        ["mint", "--key-file", str(legacy), "--issuer", "http://127.0.0.1:3000", "--sub", "old"], env=dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert jwt.get_unverified_header(token) == {"alg": "EdDSA", "kid": "legacykid"}
+    claims = jwt.decode(token, private.public_key(), algorithms=["EdDSA"], audience="http://127.0.0.1:3000")
+    assert claims["sub"] == "old"
