@@ -121,6 +121,13 @@ static inline int jose_ecdsa_raw_to_der(const unsigned char *rs, size_t half,
     return len;
 }
 
+/* RSASSA-PSS with MGF1 and a salt of `saltlen` bytes when saltlen >= 0 (RFC 7518 §3.5 uses the
+   hash length); nothing to do otherwise. 1 = ok. */
+static inline int jose_select_pss(EVP_PKEY_CTX *pctx, int saltlen) {
+    return saltlen < 0 || (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+                           EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, saltlen) == 1);
+}
+
 /*
  * One-shot EVP_DigestVerify with a fresh EVP_MD_CTX (never shared between threads).
  * `md` NULL for Ed25519; `pss_saltlen` >= 0 selects RSASSA-PSS with MGF1(md) and that salt.
@@ -133,9 +140,7 @@ static inline int jose_digest_verify(EVP_PKEY *pkey, const EVP_MD *md, int pss_s
     EVP_PKEY_CTX *pctx = NULL;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (ctx != NULL && EVP_DigestVerifyInit(ctx, &pctx, md, NULL, pkey) == 1 &&
-        (pss_saltlen < 0 ||
-         (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
-          EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, pss_saltlen) == 1))) {
+        jose_select_pss(pctx, pss_saltlen)) {
         ok = EVP_DigestVerify(ctx, sig, siglen, msg, msglen) == 1;
     }
     EVP_MD_CTX_free(ctx);
@@ -264,9 +269,7 @@ static inline int jose_digest_sign(EVP_PKEY *pkey, const EVP_MD *md, int pss_sal
     EVP_PKEY_CTX *pctx = NULL;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (ctx != NULL && EVP_DigestSignInit(ctx, &pctx, md, NULL, pkey) == 1 &&
-        (pss_saltlen < 0 ||
-         (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
-          EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, pss_saltlen) == 1))) {
+        jose_select_pss(pctx, pss_saltlen)) {
         ok = EVP_DigestSign(ctx, sig, siglen, msg, msglen) == 1;
     }
     EVP_MD_CTX_free(ctx);

@@ -37,6 +37,7 @@ public struct DevIssuerServer: Sendable {
                     do {
                         body = try document.current().body
                     } catch {
+                        logger.error("dev issuer cannot serve its keys", metadata: ["error": "\(error)"])
                         status = .internalServerError
                         body = ByteBuffer(string: #"{"detail":"The key file cannot be read"}"#)
                     }
@@ -78,8 +79,13 @@ private final class JWKSDocument: Sendable {
 
     func current() throws -> Snapshot {
         var info = stat()
-        let stamp: [Int] = stat(path, &info) == 0
-            ? [Int(info.st_mtim.tv_sec), Int(info.st_mtim.tv_nsec), Int(info.st_size), Int(info.st_ino)] : []
+        let found = stat(path, &info) == 0
+        #if canImport(Darwin)
+        let modified = info.st_mtimespec
+        #else
+        let modified = info.st_mtim
+        #endif
+        let stamp: [Int] = found ? [Int(modified.tv_sec), Int(modified.tv_nsec), Int(info.st_size), Int(info.st_ino)] : []
         if let snapshot = cached.withLock({ $0 }), snapshot.stamp == stamp { return snapshot }
         let keys = try DevKeySet.load(path: path)
         let snapshot = Snapshot(stamp: stamp, body: ByteBuffer(string: keys.jwksDocument), kids: keys.keys.map(\.kid))

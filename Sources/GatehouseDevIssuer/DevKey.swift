@@ -3,6 +3,12 @@ import CSodium
 import Foundation
 import JOSE
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// One signing key of the development issuer, for one of Better Auth's algorithms.
 ///
 /// For `make demo` and for people without Better Auth at hand; never for production (the
@@ -79,7 +85,7 @@ public struct DevKey: Sendable {
         switch (kty, members["crv"]?.stringValue) {
         case ("OKP", "Ed25519"):
             guard members["alg"]?.stringValue ?? "EdDSA" == "EdDSA", let seed = bytes("d"), seed.count == 32,
-                let key = ed25519(kid: kid, seed: seed), bytes("x").map({ $0 == key.x }) ?? true
+                let key = ed25519(kid: kid, seed: seed), members["x"] == nil || bytes("x") == key.x
             else { return nil }
             return key
         case ("EC", let crv?):
@@ -99,6 +105,8 @@ public struct DevKey: Sendable {
             let parts = RSAMember.allCases.map { bytes($0.rawValue) }
             guard parts.allSatisfy({ $0?.isEmpty == false }) else { return nil }
             let numbers = parts.map { $0! }
+            // gatehouse refuses RSA keys under 2048 bits (RFC 8725 §3.5 via RFC 7518 §3.3).
+            guard numbers[0].drop(while: { $0 == 0 }).count >= 256 else { return nil }
             let pkey = withPointers(numbers) { pointers, lengths in jose_rsa_private_key(pointers, lengths) }
             guard let pkey else { return nil }
             guard jose_pkey_pair_check(pkey) == 1 else {
@@ -267,8 +275,11 @@ private enum DevDigests {
 /// The development issuer's keys, kept as private JWKs in one local file (mode 0600): a JWK
 /// Set `{"keys":[…]}`, or a single private JWK (the Ed25519-only format of earlier versions).
 /// Created with one Ed25519 key; `gatehouse mint --alg` adds a key for another algorithm, which
-/// the issuer then serves (it reads the file for every JWKS request, so the new kid appears
-/// without a restart, as a rotated Better Auth key does).
+/// the issuer then serves (it checks the file for changes on every JWKS request, so the new kid
+/// appears without a restart, as a rotated Better Auth key does).
+///
+/// Creating and adding happen under an exclusive `flock` on `<file>.lock`, re-reading the file
+/// under the lock, so two `mint` runs at once never lose each other's key.
 public struct DevKeySet: Sendable {
     public let path: String
     public private(set) var keys: [DevKey]
@@ -285,11 +296,20 @@ public struct DevKeySet: Sendable {
 
     /// Loads the key file, creating it with a new Ed25519 key if it does not exist.
     public static func loadOrCreate(path: String) throws(Problem) -> DevKeySet {
-        if FileManager.default.fileExists(atPath: path) { return try load(path: path) }
-        guard let key = DevKey.generate(algorithm: "EdDSA") else { throw .unreadable("cannot create an Ed25519 key") }
-        let set = DevKeySet(path: path, keys: [key])
-        try set.write()
-        return set
+        try locked(path) { () throws(Problem) in try loadOrCreateUnlocked(path: path) }
+    }
+
+    /// The newest key for `algorithm` in the file (created if missing), adding a new one to
+    /// the file when it has none; `added` tells which.
+    public static func key(for algorithm: String, path: String) throws(Problem) -> (key: DevKey, added: Bool) {
+        try locked(path) { () throws(Problem) in
+            var set = try loadOrCreateUnlocked(path: path)
+            if let key = set.key(for: algorithm) { return (key, false) }
+            guard let key = DevKey.generate(algorithm: algorithm) else { throw .unreadable("cannot create a \(algorithm) key") }
+            set.keys.append(key)
+            try set.write()
+            return (key, true)
+        }
     }
 
     public static func load(path: String) throws(Problem) -> DevKeySet {
@@ -303,6 +323,9 @@ public struct DevKeySet: Sendable {
             guard case .object(let members) = entry, let key = DevKey.from(jwk: members) else {
                 throw .malformed("\(path): key \(position + 1) is not a private JWK of \(DevKey.algorithms.joined(separator: ", ")) with kid")
             }
+            guard !keys.contains(where: { $0.kid == key.kid }) else {
+                throw .malformed("\(path): key \(position + 1) repeats the kid of an earlier key")
+            }
             keys.append(key)
         }
         guard !keys.isEmpty else { throw .malformed("\(path) holds no key") }
@@ -314,29 +337,48 @@ public struct DevKeySet: Sendable {
         keys.last { $0.algorithm == algorithm }
     }
 
-    /// Generates a key for `algorithm`, adds it and rewrites the file.
-    public mutating func addKey(for algorithm: String) throws(Problem) -> DevKey {
-        guard let key = DevKey.generate(algorithm: algorithm) else { throw .unreadable("cannot create a \(algorithm) key") }
-        keys.append(key)
-        try write()
-        return key
-    }
-
     /// The public JWKS document, in Better Auth 1.4's exact shape (no `use`, no `d`).
     public var jwksDocument: String {
         #"{"keys":[\#(keys.map(\.publicJWK).joined(separator: ","))]}"#
     }
 
-    /// Writes the file with mode 0600 (replaced whole, through a temporary file in the same directory).
+    private static func loadOrCreateUnlocked(path: String) throws(Problem) -> DevKeySet {
+        if FileManager.default.fileExists(atPath: path) { return try load(path: path) }
+        guard let key = DevKey.generate(algorithm: "EdDSA") else { throw .unreadable("cannot create an Ed25519 key") }
+        let set = DevKeySet(path: path, keys: [key])
+        try set.write()
+        return set
+    }
+
+    /// Runs `body` holding an exclusive `flock` on `<path>.lock` (kept, never deleted: removing
+    /// a lock file lets a waiter lock an unlinked inode).
+    private static func locked<R>(_ path: String, _ body: () throws(Problem) -> R) throws(Problem) -> R {
+        let descriptor = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw .unreadable("cannot open the lock file \(path).lock") }
+        defer { close(descriptor) }  // also releases the lock
+        guard flock(descriptor, LOCK_EX) == 0 else { throw .unreadable("cannot lock \(path).lock") }
+        return try body()
+    }
+
+    /// Replaces the file whole: the keys go to a new temporary file created with mode 0600 from
+    /// the start (never readable by others, not even briefly), which is synced and renamed over it.
     private func write() throws(Problem) {
         let text = #"{"keys":[\#(keys.map(\.privateJWK).joined(separator: ",\n"))]}"# + "\n"
         let temporary = path + ".tmp-\(getpid())"
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw .unreadable("cannot write the key file \(path)")
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw .unreadable("cannot create \(temporary)") }
+        var written = 0
+        let bytes = Array(text.utf8)
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + written, bytes.count - written) }
+            if n <= 0 { break }
+            written += n
         }
-        guard rename(temporary, path) == 0 else {
+        let complete = written == bytes.count && fchmod(descriptor, 0o600) == 0 && fsync(descriptor) == 0
+        close(descriptor)
+        guard complete, rename(temporary, path) == 0 else {
             unlink(temporary)
-            throw .unreadable("cannot replace the key file \(path)")
+            throw .unreadable("cannot write the key file \(path)")
         }
     }
 }

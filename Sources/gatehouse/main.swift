@@ -192,18 +192,18 @@ struct Mint: ParsableCommand {
         }
         let environment = ProcessInfoEnvironment.current
         let origin = issuer ?? environment["BETTER_AUTH_URL"].flatMap(GatehouseConfiguration.origin(of:)) ?? "http://127.0.0.1:3000"
-        var keys = try key.load()
-        var signingKey = keys.key(for: alg)
-        if signingKey == nil {
-            do {
-                signingKey = try keys.addKey(for: alg)
-            } catch {
-                printError("gatehouse mint: \(error)")
-                throw ExitCode(1)
+        let signingKey: DevKey
+        do {
+            let (found, added) = try DevKeySet.key(for: alg, path: key.keyFile)
+            signingKey = found
+            if added {
+                printError("gatehouse mint: added a \(alg) key (kid \(found.kid)) to \(key.keyFile); the dev issuer serves it from now on")
             }
-            printError("gatehouse mint: added a \(alg) key (kid \(signingKey!.kid)) to \(key.keyFile); the dev issuer serves it from now on")
+        } catch {
+            printError("gatehouse: \(error)")
+            throw ExitCode(1)
         }
-        let minter = TokenMinter(key: signingKey!, issuer: origin, audience: origin)
+        let minter = TokenMinter(key: signingKey, issuer: origin, audience: origin)
         print(minter.mint(user: .init(id: sub, name: name, email: email), ttlSeconds: max(1, lifetime.milliseconds / 1000)))
     }
 }

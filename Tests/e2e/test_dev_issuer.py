@@ -82,8 +82,8 @@ def test_new_key_file_is_private_and_jwks_has_better_auths_shape(issuer):
     mode = stat.S_IMODE(issuer.key_file.stat().st_mode)
     assert mode == 0o600, oct(mode)
     keys = issuer.jwks()["keys"]
-    assert len(keys) == 1
-    (key,) = keys
+    key = keys[0]  # a new file starts with one Ed25519 key (Better Auth's default)
+    assert len({k["kid"] for k in keys}) == len(keys)
     assert list(key) == PUBLIC_MEMBERS["OKP"]
     assert key["alg"] == "EdDSA" and key["crv"] == "Ed25519"
     assert len(key["kid"]) == 32 and key["kid"].isalnum()
@@ -112,7 +112,7 @@ def test_minted_token_verifies_with_pyjwt_and_passes_gatehouse(issuer, alg, gate
         assert len(signature) == (64 if alg == "ES256" else 132), "JWS ECDSA signatures are raw r‖s"
 
     # A real gatehouse in front of the real upstream accepts it and forwards the identity.
-    gh = gatehouse_factory(upstream.url, BETTER_AUTH_URL=issuer.origin, GATEHOUSE_JWKS_REFETCH_COOLDOWN="1s")
+    gh = gatehouse_factory(upstream.url, BETTER_AUTH_URL=issuer.origin)
     response = httpx.get(f"{gh.url}/echo", headers=bearer(token), timeout=10)
     assert response.status_code == 200, response.text
     forwarded = dict(response.json()["headers"])
@@ -135,8 +135,7 @@ def test_key_added_while_gatehouse_runs_is_fetched_on_first_sight(gatehouse_fact
         )
     try:
         wait_until(lambda: _serves(origin), timeout=30, what="dev-issuer up")
-        gh = gatehouse_factory(upstream.url, BETTER_AUTH_URL=origin, GATEHOUSE_JWKS_REFETCH_COOLDOWN="1s")
-        time.sleep(1.2)  # past the refetch cooldown of gatehouse's first fetch
+        gh = gatehouse_factory(upstream.url, BETTER_AUTH_URL=origin)  # has fetched the JWKS: one key
         result = run_gatehouse_command(
             ["mint", "--key-file", str(key_file), "--issuer", origin, "--alg", "ES256"], env=dict(os.environ))
         assert result.returncode == 0, result.stderr
@@ -146,6 +145,8 @@ def test_key_added_while_gatehouse_runs_is_fetched_on_first_sight(gatehouse_fact
         assert kid in {k["kid"] for k in httpx.get(f"{origin}/api/auth/jwks", timeout=5).json()["keys"]}
         response = httpx.get(f"{gh.url}/echo", headers=bearer(token), timeout=10)
         assert response.status_code == 200, response.text
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600, "rewritten with the same private mode"
+        assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == [], "no temporary key file left"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
@@ -176,23 +177,90 @@ def test_key_file_is_a_standard_private_jwk_set(issuer, gatehouse_factory, upstr
 
 
 def test_mint_refuses_an_algorithm_better_auth_does_not_offer(issuer):
-    before = issuer.key_file.read_bytes()
     for alg in ["HS256", "none", "RS512"]:
         result = issuer.mint("--alg", alg)
         assert result.returncode == 2
         assert result.stdout == ""
         assert f'unsupported --alg "{alg}"' in result.stderr
-    assert issuer.key_file.read_bytes() == before, "a refused mint leaves the key file alone"
+
+
+def _b64(data: bytes) -> str:
+    return jwt.utils.base64url_encode(data).decode()
+
+
+def _ec_jwk(private, kid: str) -> dict:
+    numbers = private.private_numbers()
+    return {"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": kid,
+            "x": _b64(numbers.public_numbers.x.to_bytes(32, "big")), "y": _b64(numbers.public_numbers.y.to_bytes(32, "big")),
+            "d": _b64(numbers.private_value.to_bytes(32, "big"))}
+
+
+def _rsa_jwk(private, kid: str) -> dict:
+    n = private.private_numbers()
+    def big(value: int) -> str:
+        return _b64(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+    return {"kty": "RSA", "alg": "RS256", "kid": kid, "n": big(n.public_numbers.n), "e": big(n.public_numbers.e),
+            "d": big(n.d), "p": big(n.p), "q": big(n.q), "dp": big(n.dmp1), "dq": big(n.dmq1), "qi": big(n.iqmp)}
+
+
+def _bad_key_files() -> dict[str, dict]:
+    """Key files that must be refused, each with a problem only a real key import finds."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    a, b = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ec_mismatch = _ec_jwk(a, "ec-mismatch")
+    ec_mismatch["d"] = _ec_jwk(b, "other")["d"]  # a valid scalar, but of another key
+    r1, r2 = rsa.generate_private_key(65537, 2048), rsa.generate_private_key(65537, 2048)
+    rsa_mismatch = _rsa_jwk(r1, "rsa-mismatch")
+    rsa_mismatch["d"] = _rsa_jwk(r2, "other")["d"]
+    small = _rsa_jwk(rsa.generate_private_key(65537, 1024), "rsa-1024")  # gatehouse refuses < 2048 bits
+    return {
+        "short coordinates": {"keys": [{"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": "k", "x": "AA", "y": "AA", "d": "AA"}]},
+        "EC d of another key": {"keys": [ec_mismatch]},
+        "RSA d of another key": {"keys": [rsa_mismatch]},
+        "RSA key of 1024 bits": {"keys": [small]},
+    }
 
 
 def test_malformed_key_file_is_refused_with_its_name(tmp_path):
-    bad = tmp_path / "bad-key.json"
-    bad.write_text('{"keys":[{"kty":"EC","crv":"P-256","alg":"ES256","kid":"k","x":"AA","y":"AA","d":"AA"}]}')
-    result = run_gatehouse_command(["mint", "--key-file", str(bad)], env=dict(os.environ))
+    for problem, document in _bad_key_files().items():
+        bad = tmp_path / "bad-key.json"
+        bad.write_text(json.dumps(document))
+        result = run_gatehouse_command(["mint", "--key-file", str(bad)], env=dict(os.environ))
+        assert result.returncode == 1, problem
+        assert result.stdout == "", problem
+        assert str(bad) in result.stderr and "key 1 is not a private JWK" in result.stderr, (problem, result.stderr)
+        assert json.loads(bad.read_text()) == document, f"{problem}: the file is left as it was"
+
+
+def test_repeated_kid_in_key_file_is_refused(tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    twice = tmp_path / "twice.json"
+    twice.write_text(json.dumps({"keys": [_ec_jwk(ec.generate_private_key(ec.SECP256R1()), "same"),
+                                          _ec_jwk(ec.generate_private_key(ec.SECP256R1()), "same")]}))
+    result = run_gatehouse_command(["mint", "--key-file", str(twice), "--alg", "ES256"], env=dict(os.environ))
     assert result.returncode == 1
-    assert result.stdout == ""
-    assert str(bad) in result.stderr and "key 1" in result.stderr
-    assert bad.read_text().startswith('{"keys"'), "the file is left as it was"
+    assert "key 2 repeats the kid" in result.stderr
+
+
+def test_concurrent_mints_keep_every_key(tmp_path):
+    """Two `mint --alg` of new algorithms at once: both keys end up in the file."""
+    key_file = tmp_path / "shared-key.json"
+    assert run_gatehouse_command(["mint", "--key-file", str(key_file)], env=dict(os.environ)).returncode == 0
+    procs = [
+        subprocess.Popen([str(GATEHOUSE_BIN), "mint", "--key-file", str(key_file), "--alg", alg],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for alg in ["RS256", "PS256", "ES256", "ES512"]
+    ]
+    kids = set()
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        kids.add(jwt.get_unverified_header(out.strip())["kid"])
+    in_file = {k["kid"] for k in json.loads(key_file.read_text())["keys"]}
+    assert kids <= in_file, f"keys lost: {kids - in_file}"
+    assert len(in_file) == 5
 
 
 def test_dev_issuer_listens_on_loopback_only(tmp_path):
