@@ -133,7 +133,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatehouseProxyTests",
-            dependencies: ["GatehouseProxy"],
+            dependencies: ["GatehouseProxy", "JOSE"],
             swiftSettings: strict
         ),
     ]

@@ -25,10 +25,25 @@ struct AccessLogEntry {
         // gatehouse's own JSON backend: write the line directly, without building (and then
         // sorting and merging) a metadata dictionary per request. Same bytes as the general path.
         if let handler = logger.handler as? LineLogHandler, handler.format == .json, handler.metadata.isEmpty {
-            handler.writeJSONLine(message: "request", level: .info, sortedFields: sortedFields())
+            LineLogHandler.writeLine(jsonLine(timestamp: LineLogHandler.timestamp()))
             return
         }
         logger.info("request", metadata: metadata)
+    }
+
+    /// The JSON backend's line for this entry, built straight into bytes (no `String` per
+    /// field); the same bytes `LineLogHandler.jsonLine` makes from `sortedFields()`.
+    func jsonLine(timestamp: String) -> [UInt8] {
+        var line = LineLogHandler.jsonLineStart(timestamp: timestamp, level: .info, message: "request")
+        forEachField { key, value in
+            LineLogHandler.appendJSONMember(key: key, to: &line)
+            switch value {
+            case .text(let text): JSONBytes.appendQuoted(text, to: &line)
+            case .number(let number): JSONBytes.appendQuoted(number, to: &line)
+            case .milliseconds(let duration): JSONBytes.appendQuotedMilliseconds(duration, to: &line)
+            }
+        }
+        return LineLogHandler.jsonLineEnd(line)
     }
 
     /// The same fields for any other log backend.
@@ -36,29 +51,102 @@ struct AccessLogEntry {
         Logger.Metadata(uniqueKeysWithValues: sortedFields().map { ($0.key, .string($0.value)) })
     }
 
-    /// Every field of the line, keys in sorted order (as `LineLogHandler` prints metadata).
+    /// Every field of the line as text, keys in sorted order (as `LineLogHandler` prints metadata).
     func sortedFields() -> [(key: String, value: String)] {
         var fields: [(key: String, value: String)] = []
         fields.reserveCapacity(12)
-        if let auth { fields.append(("auth", auth)) }
-        if let authReason { fields.append(("auth_reason", authReason)) }
-        fields.append(("bytes", String(bytes)))
-        fields.append(("duration_ms", Self.milliseconds(duration)))
-        fields.append(("method", method))
-        if let outcome { fields.append(("outcome", outcome)) }
-        fields.append(("path", path))
-        fields.append(("request_id", requestID))
-        if let routeClass { fields.append(("route_class", routeClass)) }
-        fields.append(("status", String(status)))
-        if let upstreamDuration { fields.append(("upstream_ms", Self.milliseconds(upstreamDuration))) }
-        if let user { fields.append(("user", user)) }
+        forEachField { key, value in
+            switch value {
+            case .text(let text): fields.append((key, text))
+            case .number(let number): fields.append((key, String(number)))
+            case .milliseconds(let duration): fields.append((key, Self.milliseconds(duration)))
+            }
+        }
         return fields
     }
 
+    enum FieldValue {
+        case text(String)
+        case number(Int)
+        case milliseconds(Duration)
+    }
+
+    /// The one list of the line's fields, keys in sorted order.
+    func forEachField(_ body: (String, FieldValue) -> Void) {
+        if let auth { body("auth", .text(auth)) }
+        if let authReason { body("auth_reason", .text(authReason)) }
+        body("bytes", .number(bytes))
+        body("duration_ms", .milliseconds(duration))
+        body("method", .text(method))
+        if let outcome { body("outcome", .text(outcome)) }
+        body("path", .text(path))
+        body("request_id", .text(requestID))
+        if let routeClass { body("route_class", .text(routeClass)) }
+        body("status", .number(status))
+        if let upstreamDuration { body("upstream_ms", .milliseconds(upstreamDuration)) }
+        if let user { body("user", .text(user)) }
+    }
+
     static func milliseconds(_ duration: Duration) -> String {
+        var bytes: [UInt8] = []
+        JSONBytes.appendMilliseconds(duration, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// JSON text appended to a byte buffer: the access log's line is built here without an
+/// intermediate `String` per field. Escaping is `JSONText.quoted`'s, byte for byte.
+enum JSONBytes {
+    static func appendQuoted(_ text: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\\")); out.append(byte)
+            case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(byte)
+            case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
+            case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
+            case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+            case 0x00..<0x20, 0x7F:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: Array("\\u00".utf8))
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0x0F)])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    static func appendQuoted(_ number: Int, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        appendDecimal(number, to: &out)
+        out.append(UInt8(ascii: "\""))
+    }
+
+    static func appendQuotedMilliseconds(_ duration: Duration, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        appendMilliseconds(duration, to: &out)
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// `12.345`: whole milliseconds, a dot, three digits of microseconds.
+    static func appendMilliseconds(_ duration: Duration, to out: inout [UInt8]) {
         let micros = duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
-        let whole = micros / 1_000
-        let fraction = micros % 1_000
-        return "\(whole)." + String(repeating: "0", count: 3 - String(fraction).count) + String(fraction)
+        let fraction = Int(micros % 1_000)
+        appendDecimal(Int(micros / 1_000), to: &out)
+        out.append(UInt8(ascii: "."))
+        out.append(UInt8(ascii: "0") + UInt8(fraction / 100))
+        out.append(UInt8(ascii: "0") + UInt8(fraction / 10 % 10))
+        out.append(UInt8(ascii: "0") + UInt8(fraction % 10))
+    }
+
+    static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
+        if value < 0 {
+            out.append(UInt8(ascii: "-"))
+            appendDecimal(-value, to: &out)  // never Int.min here: sizes, statuses and durations
+            return
+        }
+        if value >= 10 { appendDecimal(value / 10, to: &out) }
+        out.append(UInt8(ascii: "0") + UInt8(value % 10))
     }
 }

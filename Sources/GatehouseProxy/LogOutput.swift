@@ -47,37 +47,52 @@ public struct LineLogHandler: LogHandler {
         Self.writeLine(line)
     }
 
-    /// A JSON line from fields already in key order (the access log's fast path: no
-    /// metadata dictionary to build, merge and sort per request; same bytes as `log(event:)`).
-    func writeJSONLine(message: String, level: Logger.Level, sortedFields: [(key: String, value: String)]) {
-        Self.writeLine(Self.jsonLine(timestamp: Self.timestamp(), level: level, message: message, sortedFields: sortedFields))
-    }
-
     /// `{"ts":…,"level":…,"msg":…,` then the fields in the given order, and a newline.
     static func jsonLine(
         timestamp: String, level: Logger.Level, message: String, sortedFields: [(key: String, value: String)]
     ) -> String {
-        var line = "{\"ts\":\""
-        line.reserveCapacity(320)
-        line += timestamp
-        line += "\",\"level\":\""
-        line += level.rawValue
-        line += "\",\"msg\":"
-        line += JSONText.quoted(message)
+        var line = jsonLineStart(timestamp: timestamp, level: level, message: message)
         for (key, value) in sortedFields {
-            line += ","
-            line += JSONText.quoted(key)
-            line += ":"
-            line += JSONText.quoted(value)
+            appendJSONMember(key: key, to: &line)
+            JSONBytes.appendQuoted(value, to: &line)
         }
-        line += "}\n"
+        return String(decoding: jsonLineEnd(line), as: UTF8.self)
+    }
+
+    /// `{"ts":"…","level":"…","msg":"…"`: the start every JSON line shares.
+    static func jsonLineStart(timestamp: String, level: Logger.Level, message: String) -> [UInt8] {
+        var line: [UInt8] = []
+        line.reserveCapacity(384)
+        line.append(contentsOf: #"{"ts":"#.utf8)
+        JSONBytes.appendQuoted(timestamp, to: &line)
+        line.append(contentsOf: #","level":"#.utf8)
+        JSONBytes.appendQuoted(level.rawValue, to: &line)
+        line.append(contentsOf: #","msg":"#.utf8)
+        JSONBytes.appendQuoted(message, to: &line)
         return line
     }
 
-    private static func writeLine(_ line: String) {
+    /// `,"key":`, the value to follow.
+    static func appendJSONMember(key: String, to line: inout [UInt8]) {
+        line.append(UInt8(ascii: ","))
+        JSONBytes.appendQuoted(key, to: &line)
+        line.append(UInt8(ascii: ":"))
+    }
+
+    static func jsonLineEnd(_ line: [UInt8]) -> [UInt8] {
         var line = line
+        line.append(contentsOf: "}\n".utf8)
+        return line
+    }
+
+    static func writeLine(_ line: String) {
+        writeLine(Array(line.utf8))
+    }
+
+    /// Writes one whole line under a process-wide lock, so concurrent lines never interleave.
+    static func writeLine(_ line: [UInt8]) {
         LineLogHandler.lock.withLock { _ in
-            line.withUTF8 { bytes in
+            line.withUnsafeBytes { bytes in
                 var offset = 0
                 while offset < bytes.count {
                     let n = write(STDOUT_FILENO, bytes.baseAddress! + offset, bytes.count - offset)

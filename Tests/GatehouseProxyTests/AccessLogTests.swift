@@ -1,4 +1,5 @@
 import Foundation
+import JOSE
 import Logging
 import Testing
 
@@ -35,6 +36,28 @@ import Testing
         let keys = entry.sortedFields().map(\.key)
         #expect(keys == keys.sorted())
         #expect(Set(entry.metadata.keys) == Set(expected.keys))
+    }
+
+    /// The direct byte path writes exactly what the general path writes, escapes included.
+    @Test func directLineEqualsGeneralLine() {
+        var entry = AccessLogEntry(method: "PURGE", path: "/ü/\"x\"\\y", requestID: "r\u{7f}")
+        entry.status = 503
+        entry.bytes = 1_234_567
+        entry.duration = .seconds(12) + .microseconds(5)
+        entry.upstreamDuration = .microseconds(40)
+        entry.user = "tab\there\nnew\u{1}line\r"
+        entry.auth = "allowed"
+        let general = LineLogHandler.jsonLine(timestamp: "2026-01-01T00:00:00.000Z", level: .info, message: "request", sortedFields: entry.sortedFields())
+        let direct = String(decoding: entry.jsonLine(timestamp: "2026-01-01T00:00:00.000Z"), as: UTF8.self)
+        #expect(direct == general)
+        #expect(direct.contains(#""duration_ms":"12000.005""#))
+        #expect(direct.contains(#""user":"tab\there\nnew\u0001line\r""#))
+        #expect(direct.contains(#""request_id":"r\u007f""#))
+        for text in ["plain", "quote\"", "back\\slash", "ctl\u{0}\u{1f}\u{7f}", "ünïcödé ✓", ""] {
+            var bytes: [UInt8] = []
+            JSONBytes.appendQuoted(text, to: &bytes)
+            #expect(String(decoding: bytes, as: UTF8.self) == JSONText.quoted(text))
+        }
     }
 
     @Test func timestampIsRFC3339WithMilliseconds() {
