@@ -85,8 +85,7 @@ final class EasyTransfer {
         for (name, value) in request.headers {
             if name.utf8.count == 6, name.lowercased() == "accept" { sawAccept = true }
             if name.utf8.count == 12, name.lowercased() == "content-type" { sawContentType = true }
-            // curl drops `Name:` with an empty value; `Name;` sends it empty.
-            headerList = curl_slist_append(headerList, value.isEmpty ? "\(name);" : "\(name): \(value)")
+            headerList = Self.append(name: name, value: value, to: headerList)
         }
         // Remove what curl would add on its own.
         headerList = curl_slist_append(headerList, "Expect:")
@@ -111,6 +110,31 @@ final class EasyTransfer {
         }
         check(gh_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList), "headers")
         return failed
+    }
+
+    /// Appends `Name: value` to a curl header list. The line is assembled once in a temporary
+    /// buffer (curl copies it), instead of through an interpolated `String` per header.
+    /// curl drops `Name:` with an empty value; `Name;` sends it empty.
+    static func append(name: String, value: String, to list: UnsafeMutablePointer<curl_slist>?) -> UnsafeMutablePointer<curl_slist>? {
+        var name = name, value = value
+        return name.withUTF8 { n in
+            value.withUTF8 { v in
+                let length = n.count + (v.isEmpty ? 1 : 2 + v.count)
+                return withUnsafeTemporaryAllocation(of: CChar.self, capacity: length + 1) { line in
+                    let bytes = UnsafeMutableRawBufferPointer(line)
+                    bytes.copyMemory(from: UnsafeRawBufferPointer(n))
+                    if v.isEmpty {
+                        bytes[n.count] = UInt8(ascii: ";")
+                    } else {
+                        bytes[n.count] = UInt8(ascii: ":")
+                        bytes[n.count + 1] = UInt8(ascii: " ")
+                        UnsafeMutableRawBufferPointer(rebasing: bytes[(n.count + 2)...]).copyMemory(from: UnsafeRawBufferPointer(v))
+                    }
+                    bytes[length] = 0
+                    return curl_slist_append(list, line.baseAddress)
+                }
+            }
+        }
     }
 
     private func configureUpload(

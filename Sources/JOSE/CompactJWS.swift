@@ -46,7 +46,9 @@ public struct CompactJWS: Sendable {
 
     public static func parse(_ token: some Collection<UInt8>, maxBytes: Int = defaultMaxBytes) -> Result<CompactJWS, VerificationFailure> {
         guard token.count <= maxBytes else { return .failure(VerificationFailure(.malformed, "token too large")) }
-        return parse(bytes: Array(token), maxBytes: maxBytes)
+        // One memcpy when the bytes are contiguous (a slice of a String), not a byte-by-byte copy.
+        let bytes = token.withContiguousStorageIfAvailable { Array($0) } ?? Array(token)
+        return parse(bytes: bytes, maxBytes: maxBytes)
     }
 
     private static func parse(bytes token: [UInt8], maxBytes: Int) -> Result<CompactJWS, VerificationFailure> {

@@ -147,11 +147,14 @@ struct SodiumEd25519Key: Sendable {
 /// SHA-256 via libcrypto, e.g. for the proxy's verified-token cache key.
 public enum SHA256 {
     public static func hash(_ bytes: some Collection<UInt8>) -> [UInt8] {
-        let input = Array(bytes)
+        // A token is a slice of a header's String: hash it in place, without a copy.
+        if let digest = bytes.withContiguousStorageIfAvailable({ hash(UnsafeRawBufferPointer($0)) }) { return digest }
+        return Array(bytes).withUnsafeBytes { hash($0) }
+    }
+
+    private static func hash(_ data: UnsafeRawBufferPointer) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
-        let ok = input.withUnsafeBytes { data in
-            out.withUnsafeMutableBufferPointer { jose_sha256(data.baseAddress, data.count, $0.baseAddress, digests.sha256) }
-        }
+        let ok = out.withUnsafeMutableBufferPointer { jose_sha256(data.baseAddress, data.count, $0.baseAddress, digests.sha256) }
         precondition(ok == 1, "EVP_Digest(SHA-256) failed")
         return out
     }
