@@ -65,7 +65,8 @@ verifying tokens against the development issuer's JWKS at http://127.0.0.1:$issu
 Logs: $logs/gatehouse.log (access log), $logs/app.log, $logs/issuer.log.
 
 A token (Better Auth's shape, valid 15 minutes; make more with
-  $bin mint --key-file $logs/dev-key.json --issuer http://127.0.0.1:$issuer_port --sub someone):
+  $bin mint --key-file $logs/dev-key.json --issuer http://127.0.0.1:$issuer_port --sub someone
+  [--alg ES256, ES512, RS256 or PS256: a key for it is added and served at once]):
 
   TOKEN=$token
 
