@@ -1,3 +1,4 @@
+import JOSE
 import Logging
 
 /// One access-log line per request. What it holds is chosen so it can never carry a secret:
@@ -38,12 +39,13 @@ struct AccessLogEntry {
         forEachField { key, value in
             LineLogHandler.appendJSONMember(key: key, to: &line)
             switch value {
-            case .text(let text): JSONBytes.appendQuoted(text, to: &line)
+            case .text(let text): JSONText.appendQuoted(text, to: &line)
             case .number(let number): JSONBytes.appendQuoted(number, to: &line)
             case .milliseconds(let duration): JSONBytes.appendQuotedMilliseconds(duration, to: &line)
             }
         }
-        return LineLogHandler.jsonLineEnd(line)
+        LineLogHandler.appendJSONLineEnd(to: &line)
+        return line
     }
 
     /// The same fields for any other log backend.
@@ -94,29 +96,9 @@ struct AccessLogEntry {
     }
 }
 
-/// JSON text appended to a byte buffer: the access log's line is built here without an
-/// intermediate `String` per field. Escaping is `JSONText.quoted`'s, byte for byte.
+/// Numbers and durations as JSON strings appended to a byte buffer, for the access log's line
+/// (text goes through `JSONText.appendQuoted`).
 enum JSONBytes {
-    static func appendQuoted(_ text: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\\")); out.append(byte)
-            case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(byte)
-            case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
-            case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
-            case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
-            case 0x00..<0x20, 0x7F:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: Array("\\u00".utf8))
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0x0F)])
-            default: out.append(byte)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
-    }
-
     static func appendQuoted(_ number: Int, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         appendDecimal(number, to: &out)

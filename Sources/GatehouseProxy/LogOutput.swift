@@ -33,30 +33,30 @@ public struct LineLogHandler: LogHandler {
         var all = self.metadata
         if let extra = event.metadata { all.merge(extra) { $1 } }
         let timestamp = Self.timestamp()
-        var line: String
         switch format {
         case .json:
-            line = Self.jsonLine(
+            Self.writeLine(Self.jsonLine(
                 timestamp: timestamp, level: event.level, message: event.message.description,
-                sortedFields: all.keys.sorted().map { ($0, all[$0]!.description) })
+                sortedFields: all.keys.sorted().map { ($0, all[$0]!.description) }))
         case .text:
-            line = "\(timestamp) \(event.level.rawValue.uppercased()) \(event.message)"
+            var line = "\(timestamp) \(event.level.rawValue.uppercased()) \(event.message)"
             for key in all.keys.sorted() { line += " \(key)=\(all[key]!)" }
             line += "\n"
+            Self.writeLine(Array(line.utf8))
         }
-        Self.writeLine(line)
     }
 
     /// `{"ts":…,"level":…,"msg":…,` then the fields in the given order, and a newline.
     static func jsonLine(
         timestamp: String, level: Logger.Level, message: String, sortedFields: [(key: String, value: String)]
-    ) -> String {
+    ) -> [UInt8] {
         var line = jsonLineStart(timestamp: timestamp, level: level, message: message)
         for (key, value) in sortedFields {
             appendJSONMember(key: key, to: &line)
-            JSONBytes.appendQuoted(value, to: &line)
+            JSONText.appendQuoted(value, to: &line)
         }
-        return String(decoding: jsonLineEnd(line), as: UTF8.self)
+        appendJSONLineEnd(to: &line)
+        return line
     }
 
     /// `{"ts":"…","level":"…","msg":"…"`: the start every JSON line shares.
@@ -64,29 +64,23 @@ public struct LineLogHandler: LogHandler {
         var line: [UInt8] = []
         line.reserveCapacity(384)
         line.append(contentsOf: #"{"ts":"#.utf8)
-        JSONBytes.appendQuoted(timestamp, to: &line)
+        JSONText.appendQuoted(timestamp, to: &line)
         line.append(contentsOf: #","level":"#.utf8)
-        JSONBytes.appendQuoted(level.rawValue, to: &line)
+        JSONText.appendQuoted(level.rawValue, to: &line)
         line.append(contentsOf: #","msg":"#.utf8)
-        JSONBytes.appendQuoted(message, to: &line)
+        JSONText.appendQuoted(message, to: &line)
         return line
     }
 
     /// `,"key":`, the value to follow.
     static func appendJSONMember(key: String, to line: inout [UInt8]) {
         line.append(UInt8(ascii: ","))
-        JSONBytes.appendQuoted(key, to: &line)
+        JSONText.appendQuoted(key, to: &line)
         line.append(UInt8(ascii: ":"))
     }
 
-    static func jsonLineEnd(_ line: [UInt8]) -> [UInt8] {
-        var line = line
+    static func appendJSONLineEnd(to line: inout [UInt8]) {
         line.append(contentsOf: "}\n".utf8)
-        return line
-    }
-
-    static func writeLine(_ line: String) {
-        writeLine(Array(line.utf8))
     }
 
     /// Writes one whole line under a process-wide lock, so concurrent lines never interleave.

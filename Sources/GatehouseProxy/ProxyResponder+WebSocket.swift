@@ -35,10 +35,7 @@ extension ProxyResponder {
         if let problem = Self.framingProblem(head) { return refuse(problem, outcome: "rejected") }
 
         // Route rules, token and claim requirements: the same decision as for any request.
-        let found = tokenSources.find(in: head.headerFields, target: head.path ?? "")
-        let admission = await admit(
-            method: head.method.rawValue, path: head.path ?? "", headers: head.headerFields, token: found.token,
-            recordingIn: &entry)
+        let (target, admission) = await admit(head, recordingIn: &entry)
         let identity: [(name: String, value: String)]
         switch admission.outcome {
         case .forward(let headers, _):
@@ -52,7 +49,7 @@ extension ProxyResponder {
         }
         let headers = upstreamHeaders(
             head.headerFields, authority: head.authority ?? "", identity: identity, requestID: requestID, peer: peer)
-        let request = WebSocketHandshake.upstreamRequest(target: configuration.upstream.pathPrefix + found.target, headers: headers)
+        let request = WebSocketHandshake.upstreamRequest(target: configuration.upstream.pathPrefix + target, headers: headers)
         let (host, port) = configuration.upstream.hostAndPort
         let connected: WebSocketUpstream.Connected
         do {

@@ -68,11 +68,8 @@ public struct ProxyResponder: Sendable {
             return
         }
 
-        // The token comes out of the target (query parameter) before anything is forwarded or logged.
-        let found = tokenSources.find(in: request.headers, target: request.head.path ?? "")
-        let admission = await admit(
-            method: request.method.rawValue, path: request.head.path ?? "", headers: request.headers, token: found.token,
-            recordingIn: &entry)
+        // The token comes out of the target (query parameter) before anything is forwarded.
+        let (target, admission) = await admit(request.head, recordingIn: &entry)
         let identity: [(name: String, value: String)]
         switch admission.outcome {
         case .forward(let headers, _):
@@ -89,7 +86,7 @@ public struct ProxyResponder: Sendable {
         }
 
         let upstreamRequest = makeUpstreamRequest(
-            request, target: found.target, identity: identity, requestID: requestID, peer: channel.remoteAddress?.ipAddress)
+            request, target: target, identity: identity, requestID: requestID, peer: channel.remoteAddress?.ipAddress)
         if upstreamRequest.body != .none, request.headers[.expect]?.lowercased() == "100-continue" {
             try await writer.writeInformationalHead(HTTPResponse(status: .continue))
         }

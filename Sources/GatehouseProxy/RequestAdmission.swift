@@ -109,12 +109,15 @@ extension ProxyResponder {
             cors: configuration.cors, verify: verify)
     }
 
-    /// `admit`, with the decision written to the request's access-log entry (route class, auth
-    /// result and reason, user) and counted in `gatehouse_auth_decisions_total`.
-    func admit(
-        method: String, path: String, headers: HTTPFields, token: TokenSources.Found, recordingIn entry: inout AccessLogEntry
-    ) async -> Admission {
-        let admission = await admit(method: method, path: path, headers: headers, token: token)
+    /// The admission of one request head, as plain requests and WebSocket handshakes share it:
+    /// the token taken from its sources (out of the target when it is a query parameter, so
+    /// `target` is what may be forwarded and logged), then `admit`, with the decision written
+    /// to the access-log entry (route class, auth result and reason, user) and counted in
+    /// `gatehouse_auth_decisions_total`.
+    func admit(_ head: HTTPRequest, recordingIn entry: inout AccessLogEntry) async -> (target: String, admission: Admission) {
+        let path = head.path ?? ""
+        let found = tokenSources.find(in: head.headerFields, target: path)
+        let admission = await admit(method: head.method.rawValue, path: path, headers: head.headerFields, token: found.token)
         entry.routeClass = admission.routeClass
         entry.auth = admission.authLog
         if let decision = admission.authDecision {
@@ -122,7 +125,7 @@ extension ProxyResponder {
             if decision != "allowed" { entry.authReason = decision }
         }
         if case .forward(_, let user) = admission.outcome { entry.user = user } else { entry.user = admission.forbiddenUser }
-        return admission
+        return (found.target, admission)
     }
 
     func verify(_ token: Substring, with authenticator: Authenticator) async -> Admission.Verdict {
