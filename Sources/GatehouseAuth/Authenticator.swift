@@ -18,7 +18,7 @@ public final class Authenticator: Sendable {
     public enum Outcome: Sendable {
         /// `cached`: answered by the verified-token cache, without a signature check.
         /// `claims`: the verified payload, for route rules on claims (`GATEHOUSE_RULES`).
-        case allowed(identityHeaders: [(name: String, value: String)], sub: String, claims: [String: JSONValue], cached: Bool)
+        case allowed(identityHeaders: [(name: String, value: String)], sub: String, claims: JWTClaims, cached: Bool)
         case rejected(Rejection)
         /// No usable keys (never loaded, or stale past the limit): 503.
         case keysUnavailable
@@ -121,9 +121,7 @@ public final class Authenticator: Sendable {
         var headers: [(name: String, value: String)] = []
         headers.reserveCapacity(settings.claimHeaders.count + 1)
         for claimHeader in settings.claimHeaders {
-            var value: JSONValue? = .object(token.claims)
-            for key in claimHeader.path { value = value?[key] }
-            guard let text = value.flatMap(Self.headerText), !text.isEmpty,
+            guard let text = token.claims.value(at: claimHeader.path).flatMap(Self.headerText), !text.isEmpty,
                 !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f })
             else { continue }
             headers.append((claimHeader.header, text))

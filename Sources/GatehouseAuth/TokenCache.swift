@@ -33,7 +33,7 @@ public final class TokenCache: Sendable {
         public var identityHeaders: [(name: String, value: String)]
         public var sub: String
         /// The verified payload, so route rules on claims work on cache hits too.
-        public var claims: [String: JSONValue] = [:]
+        public var claims: JWTClaims = [:]
     }
 
     private struct LRU {

@@ -36,10 +36,8 @@ struct ClaimRequirement: Sendable, Equatable, CustomStringConvertible {
         return ClaimRequirement(claim: path, kind: kind, value: String(value))
     }
 
-    func isSatisfied(by claims: [String: JSONValue]) -> Bool {
-        var found: JSONValue? = .object(claims)
-        for key in claim { found = found?[key] }
-        guard let found else { return false }
+    func isSatisfied(by claims: JWTClaims) -> Bool {
+        guard let found = claims.value(at: claim) else { return false }
         switch (kind, found) {
         case (.equals, .array(let elements)): return elements.contains(where: equals)
         case (.equals, _): return equals(found)

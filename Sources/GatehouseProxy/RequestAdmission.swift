@@ -29,7 +29,7 @@ struct Admission: Sendable {
 
     /// What token verification said; the seam that keeps `decide` free of sockets and keys.
     enum Verdict: Sendable {
-        case allowed(identity: [(name: String, value: String)], sub: String, claims: [String: JSONValue])
+        case allowed(identity: [(name: String, value: String)], sub: String, claims: JWTClaims)
         case refused(ErrorResponse, reason: String)
     }
 

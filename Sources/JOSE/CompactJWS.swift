@@ -17,14 +17,14 @@ public struct CompactJWS: Sendable {
     /// `x5c` are ignored on purpose — keys come only from the configured JWKS, RFC 8725 §3.10).
     /// Built on access: verification reads only `alg`, `kid` and `crit`, which `parse` takes
     /// straight from the member list, so no dictionary is hashed per token for them.
-    public var header: [String: JSONValue] { Dictionary(uniqueKeysWithValues: headerMembers) }
+    public var header: [String: JSONValue] { Dictionary(uniqueKeysWithValues: headerMembers.map { ($0.name, $0.value) }) }
     /// The header members in document order; names are unique (checked by the parser).
-    let headerMembers: [(name: String, value: JSONValue)]
+    let headerMembers: [JSONMember]
     /// The raw `alg` header value (checked against the allow-list by the verifier).
     public let algorithmName: String?
     public let kid: String?
     /// The decoded payload (JWT claims set, RFC 7519 §4).
-    public let payload: [String: JSONValue]
+    public let payload: JWTClaims
     public let payloadBytes: [UInt8]
     public let signature: [UInt8]
     /// The token's own bytes; the signing input and payload segment are ranges in it, so
@@ -90,9 +90,10 @@ public struct CompactJWS: Sendable {
             guard let string = value.stringValue else { return .failure(VerificationFailure(.malformed, "alg is not a string")) }
             algorithmName = string
         }
-        guard case .success(.object(let payload)) = JSONParser.parse(payloadBytes) else {
+        guard case .success(let members) = JSONParser.parseObjectMembers(payloadBytes, expectedCount: 16) else {
             return .failure(VerificationFailure(.malformed, "payload is not a JSON object"))
         }
+        let payload = JWTClaims(uniqueMembers: members)
         return .success(CompactJWS(headerMembers: header, algorithmName: algorithmName, kid: kid, payload: payload,
                                    payloadBytes: payloadBytes, signature: signature, token: token,
                                    firstDot: first, secondDot: second))

@@ -34,14 +34,16 @@ public enum JSONParser {
     /// non-object document fails with `.unexpectedByte` at its first byte); members are
     /// compared by name directly while there are few of them, so a JOSE header (2–3 members,
     /// of which the verifier reads three by name) costs no hashing at all.
-    static func parseObjectMembers(_ bytes: [UInt8], maxDepth: Int = defaultMaxDepth) -> Result<[(name: String, value: JSONValue)], JSONParseError> {
+    static func parseObjectMembers(
+        _ bytes: [UInt8], maxDepth: Int = defaultMaxDepth, expectedCount: Int = 4
+    ) -> Result<[JSONMember], JSONParseError> {
         var parser = Parser(bytes: bytes, maxDepth: maxDepth)
         let b = bytes.span
         do throws(JSONParseError) {
             parser.skipWhitespace(b)
             guard parser.index < b.count else { throw parser.error(.unexpectedEnd) }
             guard b[parser.index] == UInt8(ascii: "{") else { throw parser.error(.unexpectedByte) }
-            let members = try parser.parseMembers(b, depth: 1)
+            let members = try parser.parseMembers(b, depth: 1, expectedCount: expectedCount)
             parser.skipWhitespace(b)
             if parser.index != bytes.count { throw parser.error(.trailingData) }
             return .success(members)
@@ -155,18 +157,20 @@ private struct Parser {
     /// them undefined; we reject, see above) are found by direct comparison while the object
     /// has at most `linearLimit` members and by a set beyond that, so a hostile header with
     /// thousands of members costs O(n), not O(n²).
-    mutating func parseMembers(_ b: Span<UInt8>, depth: Int) throws(JSONParseError) -> [(name: String, value: JSONValue)] {
-        let linearLimit = 8
+    mutating func parseMembers(_ b: Span<UInt8>, depth: Int, expectedCount: Int) throws(JSONParseError) -> [JSONMember] {
+        // Up to this many members, duplicates are found by comparing names rather than by
+        // hashing them: cheaper for a JOSE header or a Better Auth payload (about a dozen).
+        let linearLimit = 16
         guard depth <= maxDepth else { throw error(.tooDeep) }
         index += 1  // {
-        var members: [(name: String, value: JSONValue)] = []
+        var members: [JSONMember] = []
         var names: Set<String>?  // only once the object outgrows `linearLimit`
         skipWhitespace(b)
         if index < b.count, b[index] == UInt8(ascii: "}") {
             index += 1
             return members
         }
-        members.reserveCapacity(4)
+        members.reserveCapacity(expectedCount)
         while true {
             let (name, nameOffset, value) = try parseMember(b, depth: depth)
             // Same order as `parseObject`: the value is parsed before the duplicate is reported.
@@ -174,14 +178,14 @@ private struct Parser {
             if names != nil {
                 duplicate = !names!.insert(name).inserted
             } else if members.count < linearLimit {
-                duplicate = members.contains { $0.name == name }
+                duplicate = members.contains { JSONText.sameName($0.name, name) }
             } else {
                 var set = Set(members.map(\.name))
                 duplicate = !set.insert(name).inserted
                 names = set
             }
             if duplicate { throw JSONParseError(kind: .duplicateMember, offset: nameOffset) }
-            members.append((name, value))
+            members.append(JSONMember(name: name, value: value))
             if try !moreMembers(b) { return members }
         }
     }
@@ -250,7 +254,11 @@ private struct Parser {
         if byte == UInt8(ascii: "\"") {
             let raw = bytes[start..<i]
             index = i + 1
-            if seen & 0x80 == 0 { return String(decoding: raw, as: UTF8.self) }
+            if seen & 0x80 == 0 {
+                // Through a buffer pointer: `String(decoding:)` on an ArraySlice pays a dynamic
+                // cast per call (to find contiguous storage), more than decoding a short name.
+                return raw.withUnsafeBufferPointer { String(decoding: $0, as: UTF8.self) }
+            }
             guard let text = String(validating: raw, as: UTF8.self) else {
                 throw JSONParseError(kind: .invalidUTF8, offset: start)
             }

@@ -40,6 +40,20 @@ public enum JSONValue: Sendable, Hashable {
     }
 }
 
+/// One `"name": value` member of an object, for objects kept in document order (a JOSE
+/// header, a JWT Claims Set). A struct rather than a tuple: arrays of it are created and
+/// freed per token, and the compiler specialises a struct's copy and destroy where a tuple
+/// array falls back to the runtime's generic value witnesses.
+public struct JSONMember: Sendable, Equatable {
+    public let name: String
+    public let value: JSONValue
+
+    public init(name: String, value: JSONValue) {
+        self.name = name
+        self.value = value
+    }
+}
+
 /// Why a document was rejected, with the byte offset (never the content) for diagnostics.
 public struct JSONParseError: Error, Sendable, Equatable {
     public enum Kind: String, Sendable {

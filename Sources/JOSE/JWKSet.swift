@@ -26,6 +26,7 @@ public struct JWKSet: Sendable {
     /// Keys that were skipped, with why (including duplicate kids after the first).
     public let rejected: [KeyRejection]
     private let byKid: [String: VerificationKey]
+    private static let linearLookupLimit = 8
 
     /// Builds a set from already-imported keys. Later keys with an already-seen kid are
     /// reported in `rejected` (first one wins, as with documents).
@@ -97,7 +98,13 @@ public struct JWKSet: Sendable {
     /// RFC 7515 §4.1.4 / RFC 8725 §3.x: with a `kid`, exactly that key or nothing — we never
     /// fall back to trying other keys. Without a `kid`, only an unambiguous single-key set.
     public func key(for kid: String?) -> VerificationKey? {
-        if let kid { return byKid[kid] }
-        return keys.count == 1 ? keys[0] : nil
+        guard let kid else { return keys.count == 1 ? keys[0] : nil }
+        // A JWKS holds a key or two (a few during rotation): comparing kids costs less than
+        // hashing one. Kids are unique (`init`), so the first match is the only one.
+        if keys.count <= Self.linearLookupLimit {
+            for key in keys where key.kid.map({ JSONText.sameName($0, kid) }) == true { return key }
+            return nil
+        }
+        return byKid[kid]
     }
 }

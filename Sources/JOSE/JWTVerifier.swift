@@ -30,9 +30,15 @@ public struct JWTVerifier: Sendable {
     }
 
     public let configuration: Configuration
+    /// `configuration`'s sets as plain lists, checked per token without hashing: the
+    /// allow-list has at most five members and the audience list one or two.
+    private let allowed: [JWSAlgorithm]
+    private let audiences: [String]
 
     public init(configuration: Configuration) {
         self.configuration = configuration
+        self.allowed = JWSAlgorithm.allCases.filter(configuration.algorithms.contains)
+        self.audiences = Array(configuration.audiences)
     }
 
     /// Full verification at time `now` (seconds since the epoch).
@@ -57,7 +63,7 @@ public struct JWTVerifier: Sendable {
     private func verifySignature(_ jws: CompactJWS, keys: JWKSet) -> Result<(jws: CompactJWS, key: VerificationKey), VerificationFailure> {
         // Header: RFC 7515 §4.1.1 makes alg mandatory; RFC 8725 §3.1 the allow-list.
         guard let name = jws.algorithmName else { return .failure(VerificationFailure(.alg, "alg header missing")) }
-        guard let algorithm = JWSAlgorithm(rawValue: name), configuration.algorithms.contains(algorithm) else {
+        guard let algorithm = JWSAlgorithm(rawValue: name), allowed.contains(algorithm) else {
             return .failure(VerificationFailure(.alg, "algorithm not allowed"))
         }
         // Key selection: exactly the kid's key; no kid only with a single-key set.
@@ -76,39 +82,43 @@ public struct JWTVerifier: Sendable {
         return .success((jws, key))
     }
 
+    private func isOurs(audience: String) -> Bool {
+        audiences.contains { JSONText.sameName($0, audience) }
+    }
+
     /// RFC 7519 §4.1 registered claims, after the signature proved who wrote them.
     private func checkClaims(_ jws: CompactJWS, key: VerificationKey, now: Double) -> Result<VerifiedToken, VerificationFailure> {
-        let claims = jws.payload
+        let claims = jws.payload.registered
         let skew = configuration.clockSkew
         // §4.1.4 exp: required by us; must be a NumericDate.
-        guard let expValue = claims["exp"] else { return .failure(VerificationFailure(.missingClaim, "exp missing")) }
+        guard let expValue = claims.exp else { return .failure(VerificationFailure(.missingClaim, "exp missing")) }
         guard let exp = expValue.numberValue else { return .failure(VerificationFailure(.malformed, "exp is not a number")) }
         guard now < exp + skew else { return .failure(VerificationFailure(.expired, "token expired")) }
         // §4.1.5 nbf.
-        if let value = claims["nbf"] {
+        if let value = claims.nbf {
             guard let nbf = value.numberValue else { return .failure(VerificationFailure(.malformed, "nbf is not a number")) }
             guard nbf <= now + skew else { return .failure(VerificationFailure(.notYetValid, "nbf is in the future")) }
         }
         // §4.1.6 iat: a token issued in the future is not valid yet either.
-        if let value = claims["iat"] {
+        if let value = claims.iat {
             guard let iat = value.numberValue else { return .failure(VerificationFailure(.malformed, "iat is not a number")) }
             guard iat <= now + skew else { return .failure(VerificationFailure(.notYetValid, "iat is in the future")) }
         }
         // §4.1.1 iss: exact, case-sensitive string comparison.
-        guard claims["iss"]?.stringValue == configuration.issuer else {
+        guard claims.iss?.stringValue == configuration.issuer else {
             return .failure(VerificationFailure(.issuer, "issuer mismatch"))
         }
         // §4.1.3 aud: a string or an array of strings; one must be ours.
-        switch claims["aud"] {
-        case .string(let audience)? where configuration.audiences.contains(audience):
+        switch claims.aud {
+        case .string(let audience)? where isOurs(audience: audience):
             break
-        case .array(let list)? where list.contains(where: { $0.stringValue.map(configuration.audiences.contains) ?? false }):
+        case .array(let list)? where list.contains(where: { $0.stringValue.map(isOurs) ?? false }):
             break
         default:
             return .failure(VerificationFailure(.audience, "audience mismatch"))
         }
         // §4.1.2 sub: the upstream identifies the user by it.
-        guard let sub = claims["sub"]?.stringValue, !sub.isEmpty else {
+        guard let sub = claims.sub?.stringValue, !sub.isEmpty else {
             return .failure(VerificationFailure(.missingClaim, "sub missing or empty"))
         }
         return .success(VerifiedToken(jws: jws, sub: sub, exp: exp, kid: key.kid))
@@ -126,8 +136,7 @@ public struct VerifiedToken: Sendable {
     public let kid: String?
 
     /// All claims.
-    public var claims: [String: JSONValue] { jws.payload }
-    public var payload: JSONValue { .object(jws.payload) }
+    public var claims: JWTClaims { jws.payload }
     /// The decoded payload bytes exactly as signed.
     public var payloadBytes: [UInt8] { jws.payloadBytes }
     /// The payload segment as it appeared in the token (already base64url), so it can be

@@ -4,7 +4,7 @@ import Testing
 @testable import GatehouseProxy
 
 @Suite struct ClaimRequirementTests {
-    static let claims: [String: JSONValue] = [
+    static let claims: JWTClaims = [
         "sub": .string("u1"),
         "role": .string("admin"),
         "roles": .array([.string("user"), .string("admin"), .int(7)]),

@@ -64,7 +64,7 @@ import Testing
         #expect(verified.sub == "M0JbW4n1bXq7cR2sT9vK3yZ8aL5dF6gH")
         #expect(verified.algorithm == .EdDSA)
         #expect(verified.claims["email"] == .string("ada@example.com"))
-        #expect(verified.payload["name"] == .string("Ada Lovelace"))
+        #expect(verified.claims.object["name"] == .string("Ada Lovelace"))
         #expect(verified.kid == Self.keys("main").keys[0].kid)
     }
 
