@@ -49,6 +49,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 GATEHOUSE_BIN=${GATEHOUSE_BIN:-.build/release/gatehouse}
+# A bare SwiftNIO server (Sources/nio-floor), built beside gatehouse by `swift build -c release`.
+NIO_FLOOR_BIN=${NIO_FLOOR_BIN:-$(dirname "$GATEHOUSE_BIN")/nio-floor}
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
@@ -133,9 +135,9 @@ mkdir -p "$results"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Eight free loopback ports, held open together so they differ.
-read -r upstream_port nginx_port gh_plain_port gh_plain_admin envoy_port envoy_admin gh_auth_port gh_auth_admin < <(python3 -c '
+read -r upstream_port nginx_port gh_plain_port gh_plain_admin envoy_port envoy_admin gh_auth_port gh_auth_admin nio_floor_port < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(8)]
+socks = [socket.socket() for _ in range(9)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -510,8 +512,10 @@ curl_floor_bin() {
 # request gatehouse sends for that token (its headers rebuilt here: token, claims header,
 # identity and forwarding fields). Printed beside Envoy's CPU per request ÷ 1.2: on a
 # CPU-bound machine, gatehouse cannot reach 1.2× Envoy's throughput above that.
+# For scale, a bare SwiftNIO HTTP/1.1 server (nio-floor: a channel handler answering on the
+# event loop, no HummingbirdCore, no async/await) answers the same requests too.
 auth_floors() {
-    local before after out requests server curl_line
+    local before after out requests server curl_line nio=""
     out="$results/repeated-floor-healthz.txt"
     url[gatehouse-admin]="http://127.0.0.1:$gh_auth_admin/healthz"
     before=$(cpu_ticks "${pid_of[gatehouse]}")
@@ -531,9 +535,29 @@ print(f"X-Forwarded-Host: {host}\nX-Request-Id: {secrets.token_hex(16)}\nX-User-
 print(f"X-User-Email: {claims.get('email', '')}\nX-Auth-Claims: {payload}\nExpect:\nAccept:")
 PY
     cp "$tmp/upstream-headers.txt" "$results/repeated-floor-upstream-headers.txt"
+    if [[ -x $NIO_FLOOR_BIN ]]; then
+        "$NIO_FLOOR_BIN" 127.0.0.1 "$nio_floor_port" >"$tmp/nio-floor.out" 2>&1 &
+        pids+=("$!")
+        pid_of[nio-floor]=$!
+        url[nio-floor]="http://127.0.0.1:$nio_floor_port/healthz"
+        wait_for nio-floor "${pid_of[nio-floor]}" "${url[nio-floor]}"
+        out="$results/repeated-floor-nio.txt"
+        before=$(cpu_ticks "${pid_of[nio-floor]}")
+        run_wrk repeated nio-floor "$out" "$BENCH_SECONDS"
+        after=$(cpu_ticks "${pid_of[nio-floor]}")
+        requests=$(awk '/ requests in / { print $1 }' "$out")
+        nio=$(awk -v t=$((after - before)) -v hz="$clk_tck" -v n="${requests:-0}" \
+            'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+        stop "${pid_of[nio-floor]}"
+    fi
     curl_line=$(curl_floor_bin && "$tmp/curl_floor" "$origin/" "$BENCH_CONNECTIONS" "$BENCH_SECONDS" "$tmp/upstream-headers.txt" || echo "curl_floor failed")
     echo "floor for repeated: HummingbirdCore alone answering /healthz to the same requests (token header included): $server us CPU/request"
     echo "floor for repeated: libcurl alone sending gatehouse's upstream request for this token: $curl_line"
+    if [[ -n $nio ]]; then
+        echo "floor for repeated: bare SwiftNIO server (nio-floor) answering the same requests: $nio us CPU/request"
+    else
+        echo "floor for repeated: no nio-floor binary at $NIO_FLOOR_BIN (swift build -c release --product nio-floor)"
+    fi
 }
 for scenario in "${scenarios[@]}"; do
     case $scenario in
