@@ -514,16 +514,22 @@ curl_floor_bin() {
 # CPU-bound machine, gatehouse cannot reach 1.2× Envoy's throughput above that.
 # For scale, a bare SwiftNIO HTTP/1.1 server (nio-floor: a channel handler answering on the
 # event loop, no HummingbirdCore, no async/await) answers the same requests too.
+# $1: target (a url[] key), $2: its pid, $3: wrk output file. Prints its CPU µs per request
+# under the repeated scenario's traffic.
+floor_cpu_per_request() {
+    local before after requests
+    before=$(cpu_ticks "$2")
+    run_wrk repeated "$1" "$3" "$BENCH_SECONDS"
+    after=$(cpu_ticks "$2")
+    requests=$(awk '/ requests in / { print $1 }' "$3")
+    awk -v t=$((after - before)) -v hz="$clk_tck" -v n="${requests:-0}" \
+        'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }'
+}
+
 auth_floors() {
-    local before after out requests server curl_line nio=""
-    out="$results/repeated-floor-healthz.txt"
+    local server curl_line nio=""
     url[gatehouse-admin]="http://127.0.0.1:$gh_auth_admin/healthz"
-    before=$(cpu_ticks "${pid_of[gatehouse]}")
-    run_wrk repeated gatehouse-admin "$out" "$BENCH_SECONDS"
-    after=$(cpu_ticks "${pid_of[gatehouse]}")
-    requests=$(awk '/ requests in / { print $1 }' "$out")
-    server=$(awk -v t=$((after - before)) -v hz="$clk_tck" -v n="${requests:-0}" \
-        'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+    server=$(floor_cpu_per_request gatehouse-admin "${pid_of[gatehouse]}" "$results/repeated-floor-healthz.txt")
     "$BENCH_PYTHON" - "$token" "$gh_auth_port" >"$tmp/upstream-headers.txt" <<'PY'
 import base64, json, secrets, sys
 token, port = sys.argv[1], sys.argv[2]
@@ -541,13 +547,7 @@ PY
         pid_of[nio-floor]=$!
         url[nio-floor]="http://127.0.0.1:$nio_floor_port/healthz"
         wait_for nio-floor "${pid_of[nio-floor]}" "${url[nio-floor]}"
-        out="$results/repeated-floor-nio.txt"
-        before=$(cpu_ticks "${pid_of[nio-floor]}")
-        run_wrk repeated nio-floor "$out" "$BENCH_SECONDS"
-        after=$(cpu_ticks "${pid_of[nio-floor]}")
-        requests=$(awk '/ requests in / { print $1 }' "$out")
-        nio=$(awk -v t=$((after - before)) -v hz="$clk_tck" -v n="${requests:-0}" \
-            'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+        nio=$(floor_cpu_per_request nio-floor "${pid_of[nio-floor]}" "$results/repeated-floor-nio.txt")
         stop "${pid_of[nio-floor]}"
     fi
     curl_line=$(curl_floor_bin && "$tmp/curl_floor" "$origin/" "$BENCH_CONNECTIONS" "$BENCH_SECONDS" "$tmp/upstream-headers.txt" || echo "curl_floor failed")

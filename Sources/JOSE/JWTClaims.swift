@@ -59,18 +59,12 @@ public struct JWTClaims: Sendable, Equatable, ExpressibleByDictionaryLiteral {
             for byte in member.name.utf8 { key = key << 8 | UInt32(byte) }
             let value = member.value
             switch key {
-            case 0x657870:  // "exp"
-                found.exp = value
-            case 0x6e6266:  // "nbf"
-                found.nbf = value
-            case 0x696174:  // "iat"
-                found.iat = value
-            case 0x697373:  // "iss"
-                found.iss = value
-            case 0x617564:  // "aud"
-                found.aud = value
-            case 0x737562:  // "sub"
-                found.sub = value
+            case 0x657870: found.exp = value  // "exp"
+            case 0x6e6266: found.nbf = value  // "nbf"
+            case 0x696174: found.iat = value  // "iat"
+            case 0x697373: found.iss = value  // "iss"
+            case 0x617564: found.aud = value  // "aud"
+            case 0x737562: found.sub = value  // "sub"
             default: break
             }
         }
