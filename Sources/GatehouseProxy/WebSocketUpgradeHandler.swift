@@ -9,8 +9,10 @@ import NIOHTTPTypesHTTP1
 ///
 /// Sits in the proxy connection's pipeline behind the swift-http-types codec and
 /// `ParseErrorHandler`, in front of HummingbirdCore's idle handler and request loop. Every
-/// other request passes through untouched. A handshake (RFC 6455 §4.1) arriving while no
-/// other exchange is in progress on the connection is kept from the request loop, and:
+/// other request passes through untouched. A handshake (RFC 6455 §4.1) is kept from the
+/// request loop (if the previous exchange's response has not ended yet — a client may send the
+/// handshake as soon as it has that whole body, before gatehouse writes the end — it waits,
+/// unread behind it, for that end), and:
 ///
 /// 1. the connection stops reading and HummingbirdCore's idle timer is removed (the upstream
 ///    timeouts bound the handshake from here);
@@ -32,6 +34,9 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private enum State {
         case passing
+        /// A handshake head arrived while a response was still being written; `ended` says
+        /// whether its own end has been read. Taken over when that response ends.
+        case waiting(HTTPRequest, ended: Bool)
         /// A handshake head was taken; waiting for its end.
         case handshake(HTTPRequest)
         /// The HTTP half of the tunnel is running; the client is not read meanwhile.
@@ -56,15 +61,25 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
         switch state {
         case .passing:
             guard case .head(let head) = part else { return context.fireChannelRead(data) }
-            if exchangesInProgress == 0, Self.isHandshake(head) {
-                state = .handshake(head)
-                // From here the connection is ours: its idle timer would cut a slow handshake.
-                let sync = context.pipeline.syncOperations
-                if let idle = try? sync.handler(type: HTTPConnectionStateHandler.self) { sync.removeHandler(idle, promise: nil) }
+            if Self.isHandshake(head) {
+                if exchangesInProgress == 0 {
+                    take(head, ended: false, context: context)
+                } else {
+                    state = .waiting(head, ended: false)
+                }
                 return
             }
             exchangesInProgress += 1
             context.fireChannelRead(data)
+        case .waiting(let head, ended: false):
+            if case .end = part {
+                state = .waiting(head, ended: true)
+            } else {
+                state = .finished  // as below: a handshake has no body
+                refuse(.badRequest("A WebSocket handshake has no body"), context: context)
+            }
+        case .waiting(_, ended: true):
+            break  // not read while waiting
         case .handshake(let head):
             switch part {
             case .end:
@@ -82,14 +97,39 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { exchangesInProgress -= 1 }
+        guard case .end = unwrapOutboundIn(data) else { return context.write(data, promise: promise) }
+        exchangesInProgress -= 1
         context.write(data, promise: promise)
+        if exchangesInProgress == 0, case .waiting(let head, let ended) = state {
+            // Taken over once the handlers that wrote this end have returned.
+            context.eventLoop.assumeIsolated().execute {
+                guard context.channel.isActive else { return }
+                self.take(head, ended: ended, context: context)
+            }
+        }
     }
 
     func read(context: ChannelHandlerContext) {
         switch state {
         case .passing, .finished: context.read()
-        case .handshake, .opening: readHeld = true
+        case .waiting, .handshake, .opening: readHeld = true
+        }
+    }
+
+    /// The connection becomes the handshake's; it opens once the head's end has been read.
+    private func take(_ head: HTTPRequest, ended: Bool, context: ChannelHandlerContext) {
+        // From here the connection is ours: its idle timer would cut a slow handshake.
+        let sync = context.pipeline.syncOperations
+        if let idle = try? sync.handler(type: HTTPConnectionStateHandler.self) { sync.removeHandler(idle, promise: nil) }
+        if ended {
+            state = .opening
+            open(head, context: context)
+        } else {
+            state = .handshake(head)
+            if readHeld {  // the end is still to be read
+                readHeld = false
+                context.read()
+            }
         }
     }
 

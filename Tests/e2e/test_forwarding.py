@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import httpx
 import pytest
@@ -285,3 +286,18 @@ def test_upstream_json_content_type_and_fastapi_404_pass_through(client):
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"detail": "Not Found"}
+
+
+def test_a_request_to_an_idle_proxy_is_forwarded_at_once(gatehouse):
+    """gatehouse's curl thread sleeps in curl_multi_poll (1 s timeout) when no transfer is
+    active, and is woken only when it is asleep. A lost wake-up would not fail a request: it
+    would hold each one until that poll timed out, about 0.7 s here. Each request below
+    arrives 0.3 s after the previous one finished, when the thread is asleep again."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{gatehouse.port}", timeout=10) as fresh:
+        for _ in range(3):
+            time.sleep(0.3)
+            started = time.monotonic()
+            response = fresh.get("/echo/idle")
+            elapsed = time.monotonic() - started
+            assert response.status_code == 200, response.text
+            assert elapsed < 0.4, f"request took {elapsed:.3f} s: the curl thread was not woken"

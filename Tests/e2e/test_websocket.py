@@ -216,6 +216,43 @@ def test_upgrade_later_on_a_keep_alive_connection_works_too(gh, token):
         assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in answer  # RFC 6455 §1.3's example key and accept
 
 
+def test_handshake_pipelined_behind_a_request_waits_for_its_answer(gh, token):
+    """A handshake that arrives while the previous response is still being written (pipelined
+    here, so always; a fast client can do it by chance after reading a whole body) is held
+    until that response ends, then tunnelled: never served as a plain request."""
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    with socket.create_connection(("127.0.0.1", gh.port), timeout=10) as sock:
+        sock.sendall(
+            (
+                f"GET /echo/first HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+                f"GET /ws/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: Upgrade\r\n"
+                f"Upgrade: websocket\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head[:300]
+        length = int([line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")][0])
+        while len(rest) < length or b"\r\n\r\n" not in rest[length:]:
+            chunk = sock.recv(65536)
+            assert chunk, "connection closed before the handshake's answer"
+            rest += chunk
+        assert b'"raw_path":"/echo/first"' in rest[:length]
+        answer = rest[length:]
+        assert answer.startswith(b"HTTP/1.1 101"), answer[:300]
+        assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in answer
+        # The tunnel works: a masked text frame (RFC 6455 §5.3) comes back from FastAPI's echo.
+        message, mask = b"ping-7f3a", [1, 2, 3, 4]
+        sock.sendall(bytes([0x81, 0x80 | len(message)] + mask) + bytes(b ^ mask[i % 4] for i, b in enumerate(message)))
+        echoed = answer.partition(b"\r\n\r\n")[2]
+        while message not in echoed:
+            chunk = sock.recv(65536)
+            assert chunk, "tunnel closed before the echo"
+            echoed += chunk
+
+
 def test_other_upgrade_protocols_are_plain_requests(gh, token):
     """`Upgrade: h2c` is hop-by-hop: dropped, and the request served normally."""
     response = httpx.get(
