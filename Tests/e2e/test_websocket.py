@@ -190,9 +190,20 @@ def test_silent_tunnel_is_closed_after_the_idle_timeout(gatehouse_factory, upstr
         assert 0.8 <= time.monotonic() - started < 5
 
 
+# RFC 6455 §1.3's example key, and the accept value every server must answer it with.
+EXAMPLE_KEY, EXAMPLE_ACCEPT = "dGhlIHNhbXBsZSBub25jZQ==", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def raw_handshake(token: str) -> bytes:
+    """A handshake for FastAPI's /ws/echo with RFC 6455's example key, as raw bytes."""
+    return (
+        f"GET /ws/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: Upgrade\r\n"
+        f"Upgrade: websocket\r\nSec-WebSocket-Key: {EXAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
 def test_upgrade_later_on_a_keep_alive_connection_works_too(gh, token):
     """Not only the first request of a connection may be a handshake."""
-    key = "dGhlIHNhbXBsZSBub25jZQ=="
     with socket.create_connection(("127.0.0.1", gh.port), timeout=10) as sock:
         sock.sendall(f"GET /echo/first HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
         first = b""
@@ -203,32 +214,21 @@ def test_upgrade_later_on_a_keep_alive_connection_works_too(gh, token):
         length = int([line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")][0])
         while len(body) < length:
             body += sock.recv(65536)
-        sock.sendall(
-            (
-                f"GET /ws/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: Upgrade\r\n"
-                f"Upgrade: websocket\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
+        sock.sendall(raw_handshake(token))
         answer = b""
         while b"\r\n\r\n" not in answer:
             answer += sock.recv(65536)
         assert answer.startswith(b"HTTP/1.1 101"), answer[:300]
-        assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in answer  # RFC 6455 §1.3's example key and accept
+        assert EXAMPLE_ACCEPT in answer
 
 
 def test_handshake_pipelined_behind_a_request_waits_for_its_answer(gh, token):
     """A handshake that arrives while the previous response is still being written (pipelined
     here, so always; a fast client can do it by chance after reading a whole body) is held
     until that response ends, then tunnelled: never served as a plain request."""
-    key = "dGhlIHNhbXBsZSBub25jZQ=="
     with socket.create_connection(("127.0.0.1", gh.port), timeout=10) as sock:
-        sock.sendall(
-            (
-                f"GET /echo/first HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
-                f"GET /ws/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: Upgrade\r\n"
-                f"Upgrade: websocket\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
+        first = f"GET /echo/first HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        sock.sendall(first + raw_handshake(token))
         data = b""
         while b"\r\n\r\n" not in data:
             data += sock.recv(65536)
@@ -242,7 +242,7 @@ def test_handshake_pipelined_behind_a_request_waits_for_its_answer(gh, token):
         assert b'"raw_path":"/echo/first"' in rest[:length]
         answer = rest[length:]
         assert answer.startswith(b"HTTP/1.1 101"), answer[:300]
-        assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in answer
+        assert EXAMPLE_ACCEPT in answer
         # The tunnel works: a masked text frame (RFC 6455 §5.3) comes back from FastAPI's echo.
         message, mask = b"ping-7f3a", [1, 2, 3, 4]
         sock.sendall(bytes([0x81, 0x80 | len(message)] + mask) + bytes(b ^ mask[i % 4] for i, b in enumerate(message)))
