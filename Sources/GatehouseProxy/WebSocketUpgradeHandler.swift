@@ -49,6 +49,9 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var state = State.passing
     /// Request heads passed on minus final response ends seen: 0 between exchanges.
     private var exchangesInProgress = 0
+    /// A request or response head passed here said `Connection: close`: the connection ends
+    /// after that exchange, so a handshake held behind it is dropped, never tunnelled.
+    private var closing = false
     private var readHeld = false
 
     init(proxy: ProxyResponder, tunnelIdleTimeout: TimeAmount) {
@@ -70,6 +73,7 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
                 return
             }
             exchangesInProgress += 1
+            if Self.saysClose(head.headerFields) { closing = true }
             context.fireChannelRead(data)
         case .waiting(let head, ended: false):
             if case .end = part {
@@ -97,15 +101,32 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard case .end = unwrapOutboundIn(data) else { return context.write(data, promise: promise) }
-        exchangesInProgress -= 1
-        context.write(data, promise: promise)
-        if exchangesInProgress == 0, case .waiting(let head, let ended) = state {
-            // Taken over once the handlers that wrote this end have returned.
+        switch unwrapOutboundIn(data) {
+        case .head(let head):
+            if head.status.kind != .informational, Self.saysClose(head.headerFields) { closing = true }
+            context.write(data, promise: promise)
+        case .body:
+            context.write(data, promise: promise)
+        case .end:
+            exchangesInProgress -= 1
+            context.write(data, promise: promise)
+            guard exchangesInProgress == 0, case .waiting = state else { return }
+            if closing {
+                state = .finished  // the connection ends with this answer
+                return
+            }
+            // Taken over once the handlers that wrote this end have returned, in the state
+            // the handshake is in by then.
             context.eventLoop.assumeIsolated().execute {
-                guard context.channel.isActive else { return }
+                guard context.channel.isActive, case .waiting(let head, let ended) = self.state else { return }
                 self.take(head, ended: ended, context: context)
             }
+        }
+    }
+
+    private static func saysClose(_ fields: HTTPFields) -> Bool {
+        fields[values: .connection].contains { value in
+            value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "close" }
         }
     }
 

@@ -57,6 +57,8 @@ private struct Parser {
     let bytes: [UInt8]
     let maxDepth: Int
     var index = 0
+    /// Whether the last string `parseString` returned was plain ASCII without escapes.
+    var lastStringWasPlainASCII = false
 
     init(bytes: [UInt8], maxDepth: Int) {
         self.bytes = bytes
@@ -116,7 +118,7 @@ private struct Parser {
             return .object(members)
         }
         while true {
-            let (name, nameOffset, value) = try parseMember(b, depth: depth)
+            let (name, _, nameOffset, value) = try parseMember(b, depth: depth)
             if members.updateValue(value, forKey: name) != nil {
                 throw JSONParseError(kind: .duplicateMember, offset: nameOffset)
             }
@@ -128,18 +130,19 @@ private struct Parser {
     /// for a duplicate's error.
     private mutating func parseMember(
         _ b: Span<UInt8>, depth: Int
-    ) throws(JSONParseError) -> (name: String, offset: Int, value: JSONValue) {
+    ) throws(JSONParseError) -> (name: String, isASCII: Bool, offset: Int, value: JSONValue) {
         skipWhitespace(b)
         guard index < b.count else { throw error(.unexpectedEnd) }
         guard b[index] == UInt8(ascii: "\"") else { throw error(.unexpectedByte) }
         let nameOffset = index
         let name = try parseString(b)
+        let isASCII = lastStringWasPlainASCII
         skipWhitespace(b)
         guard index < b.count else { throw error(.unexpectedEnd) }
         guard b[index] == UInt8(ascii: ":") else { throw error(.unexpectedByte) }
         index += 1
         skipWhitespace(b)
-        return (name, nameOffset, try parseValue(b, depth: depth))
+        return (name, isASCII, nameOffset, try parseValue(b, depth: depth))
     }
 
     /// After a member: true at `,` (another member follows), false at the closing `}`.
@@ -165,6 +168,7 @@ private struct Parser {
         index += 1  // {
         var members: [JSONMember] = []
         var names: Set<String>?  // only once the object outgrows `linearLimit`
+        var asciiNames: UInt32 = 0  // bit i: member i's name is plain ASCII (i < linearLimit)
         skipWhitespace(b)
         if index < b.count, b[index] == UInt8(ascii: "}") {
             index += 1
@@ -172,19 +176,33 @@ private struct Parser {
         }
         members.reserveCapacity(expectedCount)
         while true {
-            let (name, nameOffset, value) = try parseMember(b, depth: depth)
+            let (name, isASCII, nameOffset, value) = try parseMember(b, depth: depth)
             // Same order as `parseObject`: the value is parsed before the duplicate is reported.
             let duplicate: Bool
             if names != nil {
                 duplicate = !names!.insert(name).inserted
             } else if members.count < linearLimit {
-                duplicate = members.contains { JSONText.sameName($0.name, name) }
+                // Names are compared as Swift compares strings (canonical equivalence), as the
+                // set below and dictionaries do. Between two plain-ASCII names that is plain
+                // byte equality, so differing lengths settle it without the general comparison.
+                let count = name.utf8.count
+                let fastMask = isASCII ? asciiNames : 0
+                var found = false
+                for (i, member) in members.enumerated() {
+                    if fastMask & (1 << i) != 0 && member.name.utf8.count != count { continue }
+                    if member.name == name {
+                        found = true
+                        break
+                    }
+                }
+                duplicate = found
             } else {
                 var set = Set(members.map(\.name))
                 duplicate = !set.insert(name).inserted
                 names = set
             }
             if duplicate { throw JSONParseError(kind: .duplicateMember, offset: nameOffset) }
+            if isASCII && members.count < linearLimit { asciiNames |= 1 << members.count }
             members.append(JSONMember(name: name, value: value))
             if try !moreMembers(b) { return members }
         }
@@ -254,6 +272,7 @@ private struct Parser {
         if byte == UInt8(ascii: "\"") {
             let raw = bytes[start..<i]
             index = i + 1
+            lastStringWasPlainASCII = seen & 0x80 == 0
             if seen & 0x80 == 0 {
                 // Through a buffer pointer: `String(decoding:)` on an ArraySlice pays a dynamic
                 // cast per call (to find contiguous storage), more than decoding a short name.
@@ -266,6 +285,7 @@ private struct Parser {
         }
         index = i
         if byte < 0x20 { throw error(.controlCharacter) }
+        lastStringWasPlainASCII = false
         return try parseEscapedString(b, start: start)
     }
 

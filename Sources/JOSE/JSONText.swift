@@ -4,14 +4,6 @@
 /// Escaped: `"`, `\`, and the control characters U+0000-U+001F and U+007F (`\n`, `\r`, `\t`
 /// by name, the rest as `\u00XX`). Everything else, non-ASCII included, is copied as UTF-8.
 public enum JSONText {
-    /// Whether two member names are equal, comparing lengths first: names of different
-    /// lengths (most pairs in a Claims Set) are told apart without `String ==`'s general
-    /// comparison, which showed in instruction counts of the verification path.
-    @inline(__always)
-    static func sameName(_ a: String, _ b: String) -> Bool {
-        a.utf8.count == b.utf8.count && a == b
-    }
-
     public static func quoted(_ text: String) -> String {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(text.utf8.count + 2)

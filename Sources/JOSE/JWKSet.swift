@@ -102,7 +102,7 @@ public struct JWKSet: Sendable {
         // A JWKS holds a key or two (a few during rotation): comparing kids costs less than
         // hashing one. Kids are unique (`init`), so the first match is the only one.
         if keys.count <= Self.linearLookupLimit {
-            for key in keys where key.kid.map({ JSONText.sameName($0, kid) }) == true { return key }
+            for key in keys where key.kid == kid { return key }
             return nil
         }
         return byKid[kid]

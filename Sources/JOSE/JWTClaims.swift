@@ -29,7 +29,7 @@ public struct JWTClaims: Sendable, Equatable, ExpressibleByDictionaryLiteral {
 
     /// The claim named `name`, if present.
     public subscript(name: String) -> JSONValue? {
-        for member in members where JSONText.sameName(member.name, name) { return member.value }
+        for member in members where member.name == name { return member.value }
         return nil
     }
 

@@ -83,7 +83,7 @@ public struct JWTVerifier: Sendable {
     }
 
     private func isOurs(audience: String) -> Bool {
-        audiences.contains { JSONText.sameName($0, audience) }
+        audiences.contains(audience)
     }
 
     /// RFC 7519 §4.1 registered claims, after the signature proved who wrote them.

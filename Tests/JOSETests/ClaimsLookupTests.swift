@@ -59,3 +59,27 @@ import Testing
         #expect(a != JWTClaims(["x": .int(1), "y": .string("3")]))
     }
 }
+
+/// Duplicate member names are found as Swift compares strings — canonically equivalent names
+/// count as one — whatever the object's size, so a dictionary view never meets two of them.
+@Suite struct DuplicateNameTests {
+    static func object(_ names: [String], padding: Int) -> [UInt8] {
+        let members = (0..<padding).map { #""p\#($0)":0"# } + names.map { #""\#($0)":0"# }
+        return Array(("{" + members.joined(separator: ",") + "}").utf8)
+    }
+
+    @Test(arguments: [0, 5, 15, 20])
+    func canonicallyEquivalentNamesAreDuplicates(padding: Int) {
+        for pair in [["K", "\u{212A}"], ["é", "e\u{301}"], ["exp", "exp"]] {
+            let parsed = JSONParser.parse(Self.object(pair, padding: padding))
+            #expect(parsed.failureValue?.kind == .duplicateMember, "\(pair) after \(padding) members")
+        }
+        #expect((try? JSONParser.parse(Self.object(["exp", "expx", "EXP"], padding: padding)).get()) != nil)
+    }
+
+    @Test func aTokenHeaderWithEquivalentNamesIsMalformed() {
+        let header = Base64URL.encode(Array(#"{"alg":"EdDSA","K":0,"\u212A":0}"#.utf8))
+        let payload = Base64URL.encode(Array(#"{"sub":"u"}"#.utf8))
+        #expect(CompactJWS.parse("\(header).\(payload).c2ln").failureValue?.reason == .malformed)
+    }
+}

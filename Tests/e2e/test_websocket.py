@@ -253,6 +253,19 @@ def test_handshake_pipelined_behind_a_request_waits_for_its_answer(gh, token):
             echoed += chunk
 
 
+def test_handshake_behind_a_closing_request_is_dropped(gh, token):
+    """Behind a request that closes the connection (`Connection: close`), a pipelined handshake
+    is never tunnelled: the client gets the one answer, then end-of-stream."""
+    with socket.create_connection(("127.0.0.1", gh.port), timeout=10) as sock:
+        first = f"GET /echo/first HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        sock.sendall(first.encode() + raw_handshake(token))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200"), data[:300]
+        assert data.count(b"HTTP/1.1 ") == 1, data[:600]
+
+
 def test_other_upgrade_protocols_are_plain_requests(gh, token):
     """`Upgrade: h2c` is hop-by-hop: dropped, and the request served normally."""
     response = httpx.get(
