@@ -125,9 +125,7 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private static func saysClose(_ fields: HTTPFields) -> Bool {
-        fields[values: .connection].contains { value in
-            value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "close" }
-        }
+        fields[values: .connection].contains { HopByHopHeaders.tokens($0).contains("close") }
     }
 
     func read(context: ChannelHandlerContext) {
