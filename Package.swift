@@ -55,6 +55,7 @@ let package = Package(
         .executableTarget(
             name: "nio-floor",
             dependencies: [
+                "GatehouseUpstream",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -130,7 +131,12 @@ let package = Package(
         ),
         .testTarget(
             name: "GatehouseUpstreamTests",
-            dependencies: ["GatehouseUpstream"],
+            dependencies: [
+                "GatehouseUpstream",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -526,8 +526,13 @@ floor_cpu_per_request() {
         'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }'
 }
 
+# The cheapest forwarder those components allow (nio-floor's forwarding mode: a SwiftNIO
+# channel handler sending every request through GatehouseUpstream with the same upstream
+# header lines, answering once the exchange is complete) is measured the same way, with its
+# requests/s: it does no verification, header policy, logging or metrics, so no proxy built
+# on SwiftNIO and gatehouse's libcurl client can serve more than it does.
 auth_floors() {
-    local server curl_line nio=""
+    local server curl_line nio="" forward=""
     url[gatehouse-admin]="http://127.0.0.1:$gh_auth_admin/healthz"
     server=$(floor_cpu_per_request gatehouse-admin "${pid_of[gatehouse]}" "$results/repeated-floor-healthz.txt")
     "$BENCH_PYTHON" - "$token" "$gh_auth_port" >"$tmp/upstream-headers.txt" <<'PY'
@@ -549,12 +554,21 @@ PY
         wait_for nio-floor "${pid_of[nio-floor]}" "${url[nio-floor]}"
         nio=$(floor_cpu_per_request nio-floor "${pid_of[nio-floor]}" "$results/repeated-floor-nio.txt")
         stop "${pid_of[nio-floor]}"
+        "$NIO_FLOOR_BIN" 127.0.0.1 "$nio_floor_port" "$origin" "$tmp/upstream-headers.txt" >"$tmp/nio-forward.out" 2>&1 &
+        pids+=("$!")
+        pid_of[nio-forward]=$!
+        url[nio-forward]="http://127.0.0.1:$nio_floor_port/"
+        wait_for nio-forward "${pid_of[nio-forward]}" "${url[nio-forward]}"
+        forward=$(floor_cpu_per_request nio-forward "${pid_of[nio-forward]}" "$results/repeated-floor-forward.txt")
+        stop "${pid_of[nio-forward]}"
+        awk '/^Requests\/sec:/ { print $2 }' "$results/repeated-floor-forward.txt" >"$tmp/forward-rps"
     fi
     curl_line=$(curl_floor_bin && "$tmp/curl_floor" "$origin/" "$BENCH_CONNECTIONS" "$BENCH_SECONDS" "$tmp/upstream-headers.txt" || echo "curl_floor failed")
     echo "floor for repeated: HummingbirdCore alone answering /healthz to the same requests (token header included): $server us CPU/request"
     echo "floor for repeated: libcurl alone sending gatehouse's upstream request for this token: $curl_line"
     if [[ -n $nio ]]; then
         echo "floor for repeated: bare SwiftNIO server (nio-floor) answering the same requests: $nio us CPU/request"
+        echo "floor for repeated: cheapest forwarder, SwiftNIO + gatehouse's libcurl client (nio-floor forwarding, no verification, no log): $forward us CPU/request, $(cat "$tmp/forward-rps") requests/s"
     else
         echo "floor for repeated: no nio-floor binary at $NIO_FLOOR_BIN (swift build -c release --product nio-floor)"
     fi
@@ -616,7 +630,7 @@ for scenario in "${scenarios[@]}"; do
         measure "$scenario" envoy gatehouse
         curl -fsS --max-time 5 "$stats_url" >"$results/$scenario-envoy-stats-after.txt" || true
         if [[ $scenario == repeated ]]; then
-            echo "bench: repeated: component floors (HummingbirdCore alone, libcurl alone)"
+            echo "bench: repeated: component floors (HummingbirdCore alone, libcurl alone, SwiftNIO alone and forwarding)"
             auth_floor_note=$(auth_floors)
         fi
         envoy_cache_note+=$(awk -v s="$scenario" '
@@ -709,6 +723,10 @@ done
     if [[ -n $auth_floor_note ]]; then
         echo "$auth_floor_note"
         awk -v e="${cpu_med[repeated/envoy]}" 'BEGIN { printf "floor for repeated: Envoy cpu us/req %.1f / 1.2 = %.1f: gatehouse'"'"'s cpu per request must stay below this for 1.2x Envoy'"'"'s throughput\n", e, e / 1.2 }'
+        if [[ -s $tmp/forward-rps ]]; then
+            awk -v f="$(cat "$tmp/forward-rps")" -v e="${rps_med[repeated/envoy]}" -v g="${rps_med[repeated/gatehouse]}" \
+                'BEGIN { printf "floor for repeated: cheapest forwarder / Envoy requests/s = %.2fx (gatehouse / Envoy = %.2fx; target 1.2x)\n", f / e, g / e }'
+        fi
     fi
     if [[ " ${scenarios[*]} " == *" floor "* ]]; then
         echo "(floor: 'gatehouse' is its admin listener's /healthz — HummingbirdCore alone, nothing proxied)"

@@ -98,7 +98,7 @@ final class CurlLoop: Sendable {
 
     /// Frees the multi handle; the loop thread's last act.
     fileprivate func cleanUpMulti() {
-        queue.withLock { _ in curl_multi_cleanup(multi.pointer) }
+        _ = queue.withLock { _ in curl_multi_cleanup(multi.pointer) }
     }
 }
 

@@ -263,6 +263,16 @@ struct TransferStateMachine {
     }
 
     var isComplete: Bool { outcome != nil }
+    /// nil until the exchange has ended; then its final head, or the error that ended it.
+    /// (`complete` already turned a success without a head into a failure.)
+    var completedHead: Result<UpstreamResponseHead, UpstreamError>? {
+        switch outcome {
+        case nil: return nil
+        case .failure(let error): return .failure(error)
+        case .success:
+            return head.map { .success($0) } ?? .failure(.unavailable("upstream closed the connection without a response"))
+        }
+    }
     var hasHead: Bool { head != nil }
     var bufferedDownloadBytes: Int { downloadBuffered }
     var bufferedUploadBytes: Int { uploadBuffered }

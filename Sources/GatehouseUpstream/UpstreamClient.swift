@@ -14,10 +14,19 @@ public final class UpstreamClient: Sendable {
 
     /// Starts an exchange. The request goes out at once; stream its body (if any) through the
     /// returned exchange, then read the response from it.
-    public func start(_ request: UpstreamRequest) -> UpstreamExchange {
+    ///
+    /// `whenComplete`, for callers that run on an event loop rather than in a task, is called
+    /// once when the exchange has ended (response complete, failed or cancelled), on the curl
+    /// thread, after every waiting task was resumed. It must return at once: hop to your own
+    /// executor (`EventLoop.execute`) and read `completedHead` and `takeCompleteBody()` there.
+    /// The response body stays buffered in the exchange until then, so this suits responses
+    /// known to be small; a large body would pause at the high-water mark and never complete.
+    public func start(
+        _ request: UpstreamRequest, whenComplete: (@Sendable (UpstreamExchange) -> Void)? = nil
+    ) -> UpstreamExchange {
         let exchange = UpstreamExchange(
             request: request, loop: loop,
-            highWater: configuration.highWaterMark, lowWater: configuration.lowWaterMark)
+            highWater: configuration.highWaterMark, lowWater: configuration.lowWaterMark, whenComplete: whenComplete)
         loop.start(exchange)
         return exchange
     }

@@ -16,8 +16,14 @@ public final class UpstreamExchange: Sendable {
     let request: UpstreamRequest
     private let loop: CurlLoop
     let allocator = ByteBufferAllocator()
+    /// Called on the curl thread once the exchange has ended (`UpstreamClient.start(_:whenComplete:)`).
+    let whenComplete: (@Sendable (UpstreamExchange) -> Void)?
 
-    init(request: UpstreamRequest, loop: CurlLoop, highWater: Int, lowWater: Int) {
+    init(
+        request: UpstreamRequest, loop: CurlLoop, highWater: Int, lowWater: Int,
+        whenComplete: (@Sendable (UpstreamExchange) -> Void)? = nil
+    ) {
+        self.whenComplete = whenComplete
         self.request = request
         self.loop = loop
         self.state = Mutex(TransferStateMachine(highWater: highWater, lowWater: lowWater))
@@ -112,9 +118,20 @@ public final class UpstreamExchange: Sendable {
     }
 
     func complete(_ result: Result<Void, UpstreamError>, wakeups: ResumeBatch) {
-        let actions = state.withLock { $0.complete(result) }
+        // Only the first completion counts (a cancel can race the transfer's own end).
+        let (actions, first) = state.withLock { state in
+            let first = !state.isComplete
+            return (state.complete(result), first)
+        }
         wakeups.add(actions.run)
+        if first, let whenComplete { wakeups.add { whenComplete(self) } }
     }
 
     var hasHead: Bool { state.withLock { $0.hasHead } }
+
+    /// nil while the exchange runs; once it has ended, the final response head, or the error
+    /// that ended it.
+    public var completedHead: Result<UpstreamResponseHead, UpstreamError>? {
+        state.withLock { $0.completedHead }
+    }
 }

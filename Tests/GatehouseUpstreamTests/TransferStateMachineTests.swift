@@ -117,4 +117,26 @@ import Testing
         machine.complete(.success(())).run()
         #expect(throws: UpstreamError.requestBodyNotNeeded) { try machine.appendUpload(ByteBuffer(string: "x")) }
     }
+
+    @Test func completedHeadIsKnownOnlyOnceTheExchangeHasEnded() {
+        var answered = TransferStateMachine(highWater: 100, lowWater: 40)
+        #expect(answered.completedHead == nil)
+        let head = UpstreamResponseHead(status: 204, reason: "No Content", headers: [])
+        _ = answered.receiveHead(head)
+        #expect(answered.completedHead == nil, "a head alone is not the end of the exchange")
+        answered.complete(.success(())).run()
+        #expect(answered.completedHead == .success(head))
+
+        var silent = TransferStateMachine(highWater: 100, lowWater: 40)
+        silent.complete(.success(())).run()
+        guard case .failure(.unavailable)? = silent.completedHead else {
+            Issue.record("an exchange that ended without a head must have failed")
+            return
+        }
+
+        var timedOut = TransferStateMachine(highWater: 100, lowWater: 40)
+        timedOut.complete(.failure(.headersTimedOut)).run()
+        timedOut.complete(.success(())).run()  // a later completion changes nothing
+        #expect(timedOut.completedHead == .failure(.headersTimedOut))
+    }
 }
