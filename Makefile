@@ -26,14 +26,16 @@ release: deps
 	swift build -c release
 
 ## test: everything — Swift unit tests, the fuzz corpus replayed and each fuzzer run briefly,
-## the deploy/ checks, then the end-to-end suite against the real binary (last, so its
-## closing line is the summary).
+## the deploy/ checks, then the end-to-end suite against the real binary, once with the
+## upstream on uvicorn's httptools parser and once on h11 (last, so its closing line is the
+## summary).
 test: deps venv
 	swift build --build-tests
 	swift test --skip-build
 	FUZZ_REPLAY_SCRATCH=.build scripts/fuzz.sh --replay
 	scripts/fuzz.sh $(or $(TEST_FUZZ_SECONDS),15)
 	$(PY) -m pytest Tests/deploy -q -p no:cacheprovider
+	E2E_UPSTREAM_HTTP=httptools GATEHOUSE_BIN=$(DEBUG_BIN) $(PY) -m pytest Tests/e2e -q -p no:cacheprovider
 	GATEHOUSE_BIN=$(DEBUG_BIN) $(PY) -m pytest Tests/e2e -q -p no:cacheprovider
 
 unit: deps

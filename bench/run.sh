@@ -531,6 +531,21 @@ floor_cpu_per_request() {
 # header lines, answering once the exchange is complete) is measured the same way, with its
 # requests/s: it does no verification, header policy, logging or metrics, so no proxy built
 # on SwiftNIO and gatehouse's libcurl client can serve more than it does.
+# Starts nio-floor on its port, measures it like floor_cpu_per_request, stops it.
+# $1: name, $2: path wrk asks for, $3: wrk output file, then nio-floor's optional
+# ORIGIN HEADER-FILE (forwarding mode).
+nio_floor_cpu_per_request() {
+    local name=$1 path=$2 out=$3
+    shift 3
+    "$NIO_FLOOR_BIN" 127.0.0.1 "$nio_floor_port" "$@" >"$tmp/$name.out" 2>&1 &
+    pids+=("$!")
+    pid_of[$name]=$!
+    url[$name]="http://127.0.0.1:$nio_floor_port$path"
+    wait_for "$name" "${pid_of[$name]}" "${url[$name]}"
+    floor_cpu_per_request "$name" "${pid_of[$name]}" "$out"
+    stop "${pid_of[$name]}"
+}
+
 auth_floors() {
     local server curl_line nio="" forward=""
     url[gatehouse-admin]="http://127.0.0.1:$gh_auth_admin/healthz"
@@ -547,20 +562,9 @@ print(f"X-User-Email: {claims.get('email', '')}\nX-Auth-Claims: {payload}\nExpec
 PY
     cp "$tmp/upstream-headers.txt" "$results/repeated-floor-upstream-headers.txt"
     if [[ -x $NIO_FLOOR_BIN ]]; then
-        "$NIO_FLOOR_BIN" 127.0.0.1 "$nio_floor_port" >"$tmp/nio-floor.out" 2>&1 &
-        pids+=("$!")
-        pid_of[nio-floor]=$!
-        url[nio-floor]="http://127.0.0.1:$nio_floor_port/healthz"
-        wait_for nio-floor "${pid_of[nio-floor]}" "${url[nio-floor]}"
-        nio=$(floor_cpu_per_request nio-floor "${pid_of[nio-floor]}" "$results/repeated-floor-nio.txt")
-        stop "${pid_of[nio-floor]}"
-        "$NIO_FLOOR_BIN" 127.0.0.1 "$nio_floor_port" "$origin" "$tmp/upstream-headers.txt" >"$tmp/nio-forward.out" 2>&1 &
-        pids+=("$!")
-        pid_of[nio-forward]=$!
-        url[nio-forward]="http://127.0.0.1:$nio_floor_port/"
-        wait_for nio-forward "${pid_of[nio-forward]}" "${url[nio-forward]}"
-        forward=$(floor_cpu_per_request nio-forward "${pid_of[nio-forward]}" "$results/repeated-floor-forward.txt")
-        stop "${pid_of[nio-forward]}"
+        nio=$(nio_floor_cpu_per_request nio-floor /healthz "$results/repeated-floor-nio.txt")
+        forward=$(nio_floor_cpu_per_request nio-forward / "$results/repeated-floor-forward.txt" \
+            "$origin" "$tmp/upstream-headers.txt")
         awk '/^Requests\/sec:/ { print $2 }' "$results/repeated-floor-forward.txt" >"$tmp/forward-rps"
     fi
     curl_line=$(curl_floor_bin && "$tmp/curl_floor" "$origin/" "$BENCH_CONNECTIONS" "$BENCH_SECONDS" "$tmp/upstream-headers.txt" || echo "curl_floor failed")
