@@ -100,7 +100,9 @@ public final class Authenticator: Sendable {
         if case .failure(let failure) = result, failure.reason == .unknownKey {
             guard case .ready(let refreshed) = await jwks.keysAfterUnknownKid() else { return .keysUnavailable }
             keySet = refreshed
-            result = verifier.verify(token: bytes, keys: keySet, now: now)
+            // The fetch may have taken up to the fetch timeout: judge exp against the time
+            // the request is let through, not the time it arrived.
+            result = verifier.verify(token: bytes, keys: keySet, now: Self.now())
         }
         switch result {
         case .failure(let failure):

@@ -79,8 +79,10 @@ enum CacheControl {
         guard let value else { return nil }
         var result: Int?
         for directive in value.split(separator: ",") {
+            // `split` drops empty pieces: a directive that is only "=" has no parts at all.
             let parts = directive.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: " \t\"") }
-            switch parts[0].lowercased() {
+            guard let name = parts.first else { continue }
+            switch name.lowercased() {
             case "no-store", "no-cache": return 0
             case "max-age" where parts.count == 2:
                 if let seconds = Int(parts[1]), seconds >= 0 { result = seconds }

@@ -110,8 +110,11 @@ private struct Parser {
     mutating func parseObject(_ b: Span<UInt8>, depth: Int) throws(JSONParseError) -> JSONValue {
         guard depth <= maxDepth else { throw error(.tooDeep) }
         index += 1  // {
-        // One allocation covers Better Auth's ~13 claims without rehashing on growth.
-        var members = [String: JSONValue](minimumCapacity: 16)
+        // No capacity reserved up front: this parses nested objects, which hostile input can
+        // make tiny and numerous (`[{},{},…]`); a reservation per object would turn each
+        // 3-byte `{},` into a kilobyte of memory. (The claims object itself goes through
+        // `parseMembers`.)
+        var members: [String: JSONValue] = [:]
         skipWhitespace(b)
         if index < b.count, b[index] == UInt8(ascii: "}") {
             index += 1

@@ -54,6 +54,8 @@ import Testing
     @Test(arguments: [
         ("max-age=600", 600), ("public, max-age=60", 60), ("max-age=\"120\", must-revalidate", 120), ("no-store", 0),
         ("no-cache, max-age=60", 0), ("private", nil), ("max-age=-5", nil), ("max-age=abc", nil),
+        // Directives without a name (once a trap that took the process down on a JWKS fetch).
+        ("=", nil), ("==", nil), ("max-age=60,=", 60), (",,=,", nil), ("max-age", nil),
     ] as [(String, Int?)])
     func cacheControl(_ header: String, _ expected: Int?) {
         #expect(CacheControl.maxAge(header) == expected)

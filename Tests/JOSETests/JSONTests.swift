@@ -28,6 +28,29 @@ import Testing
         #expect(JSONParser.parse(#"{"sub":"a","s\u0075b":"b"}"#).failureValue?.kind == .duplicateMember)
     }
 
+    /// Memory stays proportional to the input: many tiny nested objects (a hostile token
+    /// payload or JWKS, parsed before any signature check) must not each reserve room for
+    /// members they do not have.
+    @Test func nestedObjectsReserveNoMoreThanTheyHold() throws {
+        let many = "[" + Array(repeating: "{}", count: 4_000).joined(separator: ",") + "]"
+        guard case .array(let elements) = try JSONParser.parse(many).get() else {
+            Issue.record("an array expected")
+            return
+        }
+        #expect(elements.count == 4_000)
+        for element in elements {
+            guard case .object(let members) = element, members.capacity == 0 else {
+                Issue.record("an empty object holding storage: \(element)")
+                return
+            }
+        }
+        guard case .object(let one)? = try JSONParser.parse(#"{"o":{"a":1}}"#).get()["o"] else {
+            Issue.record("an object expected")
+            return
+        }
+        #expect(one.capacity < 16)
+    }
+
     @Test func enforcesTheDepthLimit() {
         let ok = String(repeating: "[", count: 16) + String(repeating: "]", count: 16)
         let deep = String(repeating: "[", count: 17) + String(repeating: "]", count: 17)

@@ -143,6 +143,24 @@ def test_rotated_in_key_is_fetched_once_on_demand(gatehouse_factory, upstream, s
     assert all((r.header("user-agent") or "").startswith("gatehouse/") for r in server.recorded())
 
 
+def test_a_token_that_expires_while_its_new_key_is_fetched_is_refused(gatehouse_factory, upstream, servers, key_a, key_b):
+    """exp is judged when the request would be let through, not when it arrived: a token
+    that expires during the unknown-kid fetch its new key needs is refused as expired."""
+    server = servers([key_a])
+    gh = start_auth_gatehouse(
+        gatehouse_factory, upstream.url, server, GATEHOUSE_CLOCK_SKEW="0s", GATEHOUSE_JWKS_FETCH_TIMEOUT="5s"
+    )
+    assert_forwarded(get(gh, fresh_token(key_a, server)))
+    server.add_key(key_b.jwk())
+    server.delay = 2.0  # the on-demand fetch takes 2 s
+    issued = time.time()
+    token = key_b.token(better_auth_payload(server.origin, now=issued, expires_in=1))
+    started = time.monotonic()
+    response = get(gh, token)
+    assert time.monotonic() - started >= 1.9, "the request did wait for the fetch"
+    assert_invalid_token(response, "expired", token)
+
+
 def test_a_storm_of_unknown_kids_causes_at_most_one_extra_fetch(gatehouse_factory, upstream, servers, key_a):
     server = servers([key_a])
     gh = start_auth_gatehouse(gatehouse_factory, upstream.url, server, GATEHOUSE_JWKS_REFETCH_COOLDOWN="10s")
