@@ -96,9 +96,11 @@ public struct JWKSet: Sendable {
     public func contains(kid: String) -> Bool { byKid[kid] != nil }
 
     /// RFC 7515 §4.1.4 / RFC 8725 §3.x: with a `kid`, exactly that key or nothing — we never
-    /// fall back to trying other keys. Without a `kid`, only an unambiguous single-key set.
+    /// fall back to trying other keys. Without a `kid`, only an unambiguous single-key set:
+    /// one key in the document, accepted. A document of several keys, some skipped, is not
+    /// single-key, or a kid-less token would be tried against whichever key happens to be usable.
     public func key(for kid: String?) -> VerificationKey? {
-        guard let kid else { return keys.count == 1 ? keys[0] : nil }
+        guard let kid else { return keys.count == 1 && rejected.isEmpty ? keys[0] : nil }
         // A JWKS holds a key or two (a few during rotation): comparing kids costs less than
         // hashing one. Kids are unique (`init`), so the first match is the only one.
         if keys.count <= Self.linearLookupLimit {

@@ -278,6 +278,21 @@ import Testing
         #expect(TokenCaseTests.reason(TokenCaseTests.validToken, keys: set) == "ok")
     }
 
+    /// A kid-less token is verified only against a document of exactly one key: one usable
+    /// key left over after others were skipped does not count.
+    @Test func missingKidNeedsADocumentOfOneKey() throws {
+        let kidless = TokenCaseTests.cases.first { $0.name == "missing kid with a single-key set" }!
+        let single = TokenCaseTests.keys(kidless.jwks)
+        #expect(TokenCaseTests.reason(kidless.token, keys: single) == "ok")
+        let only = try #require(JSONParser.parse(encodeJSON(TokenCaseTests.fixture["jwks"]![kidless.jwks]!)).get()["keys"]?.arrayValue)
+        var unusable = only[0].objectValue!
+        unusable["use"] = .string("enc")
+        unusable["kid"] = .string("retired")
+        let withSkipped = try JWKSet.parse(Self.document(only + [.object(unusable)])).get()
+        #expect(withSkipped.keys.count == 1 && withSkipped.rejected.count == 1)
+        #expect(TokenCaseTests.reason(kidless.token, keys: withSkipped) == "unknown_key")
+    }
+
     @Test func duplicateKidsKeepTheFirst() throws {
         var impostor = Self.mainKeys[1].objectValue!
         impostor["kid"] = Self.mainKeys[0]["kid"]
