@@ -182,6 +182,18 @@ public struct ProxyResponder: Sendable {
         if fields[.transferEncoding] != nil && !contentLengths.isEmpty {
             return .badRequest("Both Content-Length and Transfer-Encoding")
         }
+        // RFC 9112 §6.3: without `chunked` as the final coding a request body's length cannot
+        // be known (400, close). Other codings before it (RFC 9112 §6.1: 501 for codings a
+        // server does not understand) would reach FastAPI undeclared, since the body is
+        // re-framed upstream: only plain `chunked` is accepted.
+        let codings = fields[values: .transferEncoding].flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingSpaces().lowercased() }
+        if !codings.isEmpty {
+            guard codings.last == "chunked" else { return .badRequest("Transfer-Encoding must end with chunked") }
+            guard codings.count == 1 else {
+                return ErrorResponse(status: .notImplemented, detail: "Transfer-Encoding other than chunked")
+            }
+        }
         if let first = contentLengths.first {
             guard contentLengths.allSatisfy({ $0 == first }), !first.isEmpty,
                 first.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), Int64(first) != nil
@@ -224,12 +236,21 @@ public struct ProxyResponder: Sendable {
         for field in fields {
             let name = field.name.canonicalName
             if hopByHop.contains(name) || Self.rebuilt.contains(name) || identityNames.contains(name) { continue }
+            // WSGI servers (and Starlette's WSGIMiddleware) read `X_User_Id` and `X-User-Id`
+            // as one variable: an underscore spelling of a header gatehouse sets or drops is
+            // dropped too, or a client could forge it for a mounted WSGI app.
+            if name.utf8.contains(UInt8(ascii: "_")) {
+                let dashed = String(name.map { $0 == "_" ? "-" : $0 })
+                if hopByHop.contains(dashed) || Self.rebuilt.contains(dashed) || identityNames.contains(dashed)
+                    || ForwardingHeaders.managed.contains(dashed) || dashed == "authorization"
+                {
+                    continue
+                }
+            }
             if dropAuthorization && field.name == .authorization { continue }
             if dropAuthorization, field.name == .cookie, let cookie = configuration.tokenCookie {
                 // The token's cookie stays behind too; the other cookies pass.
-                let kept = field.value.split(separator: ";").filter {
-                    !$0.drop { $0 == " " }.hasPrefix(cookie + "=")
-                }
+                let kept = field.value.split(separator: ";").filter { !TokenSources.isCookie($0, named: cookie) }
                 if !kept.isEmpty { headers.append((field.name.rawName, kept.joined(separator: ";").trimmingSpaces())) }
                 continue
             }

@@ -24,10 +24,8 @@ struct TokenSources: Sendable {
 
         if let cookie {
             for header in fields[values: .cookie] {
-                for pair in header.split(separator: ";") {
-                    let trimmed = pair.drop { $0 == " " }
-                    guard let equals = trimmed.firstIndex(of: "="), trimmed[..<equals] == cookie else { continue }
-                    tokens.append(trimmed[trimmed.index(after: equals)...])
+                for pair in header.split(separator: ";") where Self.isCookie(pair, named: cookie) {
+                    tokens.append(Self.trimmed(pair[pair.index(after: pair.firstIndex(of: "=")!)...]))
                 }
             }
         }
@@ -39,6 +37,25 @@ struct TokenSources: Sendable {
         case 1: return (tokens[0].isEmpty ? .none : .token(tokens[0]), cleaned)
         default: return (.conflicting, cleaned)
         }
+    }
+
+    /// The name of one `name=value` pair of a `Cookie` header as Starlette reads it: with the
+    /// whitespace around it (spaces and tabs) ignored. nil for a pair without `=`.
+    static func cookieName(of pair: Substring) -> Substring? {
+        guard let equals = pair.firstIndex(of: "=") else { return nil }
+        return trimmed(pair[..<equals])
+    }
+
+    /// Whether one pair of a `Cookie` header is the cookie `name`.
+    static func isCookie(_ pair: Substring, named name: String) -> Bool {
+        cookieName(of: pair).map { $0 == name } ?? false
+    }
+
+    static func trimmed(_ text: Substring) -> Substring {
+        var text = text
+        while let first = text.first, first.isCookieSpace { text = text.dropFirst() }
+        while let last = text.last, last.isCookieSpace { text = text.dropLast() }
+        return text
     }
 
     /// `Bearer <token>` → the token; any other scheme → nil (counts as no token).
@@ -57,7 +74,8 @@ struct TokenSources: Sendable {
         var kept: [Substring] = []
         for pair in query.split(separator: "&", omittingEmptySubsequences: false) {
             let key = pair.prefix { $0 != "=" }
-            if key == name {
+            // FastAPI reads names percent-decoded (`%61ccess_token` is `access_token`).
+            if key == name || (key.contains { $0 == "%" || $0 == "+" } && Self.formDecoded(key) == name) {
                 values.append(pair.count > key.count ? pair.dropFirst(key.count + 1) : "")
             } else {
                 kept.append(pair)
@@ -67,4 +85,41 @@ struct TokenSources: Sendable {
         let path = target[..<question]
         return (values, kept.isEmpty ? String(path) : path + "?" + kept.joined(separator: "&"))
     }
+
+    /// A query component decoded as `application/x-www-form-urlencoded` (what Starlette's
+    /// `parse_qsl` does): `+` is a space, `%XX` a byte; a `%` not followed by two hex digits
+    /// stays as it is.
+    static func formDecoded(_ text: Substring) -> String {
+        var bytes: [UInt8] = []
+        let utf8 = Array(text.utf8)
+        var i = 0
+        while i < utf8.count {
+            if utf8[i] == UInt8(ascii: "+") {
+                bytes.append(UInt8(ascii: " "))
+            } else if utf8[i] == UInt8(ascii: "%"), i + 2 < utf8.count,
+                let high = hexValue(utf8[i + 1]), let low = hexValue(utf8[i + 2])
+            {
+                bytes.append(high << 4 | low)
+                i += 2
+            } else {
+                bytes.append(utf8[i])
+            }
+            i += 1
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}
+
+extension Character {
+    /// Whitespace around cookie names and values (Python's `str.strip` on what browsers send).
+    var isCookieSpace: Bool { self == " " || self == "\t" }
 }

@@ -32,6 +32,32 @@ import Testing
         #expect(sources.find(in: fields([]), target: "/sse?access_token=t.o.k").target == "/sse")
     }
 
+    /// FastAPI (Starlette) percent-decodes query names and strips whitespace around cookie
+    /// names: gatehouse must find (and so remove) the token under the same spellings, or
+    /// a crafted spelling would carry a token past it to FastAPI.
+    @Test(arguments: [
+        "/sse?%61ccess_token=t.o.k", "/sse?access%5Ftoken=t.o.k", "/sse?access%5ftoken=t.o.k&x=1",
+    ])
+    func queryParameterNamesAreReadDecoded(_ target: String) {
+        let found = sources.find(in: fields([]), target: target)
+        #expect(found.token == .token("t.o.k"))
+        #expect(!found.target.contains("t.o.k"), "the token leaves the target: \(found.target)")
+        #expect(sources.find(in: fields([("Authorization", "Bearer a")]), target: target).token == .conflicting)
+    }
+
+    @Test func queryNamesThatOnlyLookAlikeStay() {
+        for target in ["/sse?access_token2=x", "/sse?%2561ccess_token=x", "/sse?access+token=x", "/sse?acc%zzess_token=x"] {
+            let found = sources.find(in: fields([]), target: target)
+            #expect(found.token == .none, "\(target)")
+            #expect(found.target == target)
+        }
+    }
+
+    @Test(arguments: ["a=1;\tsession_token=t.o.k", "a=1; session_token =t.o.k", "session_token= t.o.k\t; a=1"])
+    func cookieNamesAndValuesAreTrimmedOfSpacesAndTabs(_ header: String) {
+        #expect(sources.find(in: fields([("Cookie", header)]), target: "/").token == .token("t.o.k"))
+    }
+
     @Test func tokenInTwoPlacesIsAConflict() {
         #expect(sources.find(in: fields([("Authorization", "Bearer a"), ("Cookie", "session_token=b")]), target: "/").token == .conflicting)
         #expect(sources.find(in: fields([("Authorization", "Bearer a")]), target: "/?access_token=b").token == .conflicting)

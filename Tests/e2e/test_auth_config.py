@@ -245,3 +245,23 @@ def test_auth_off_still_strips_forged_identity_headers(client):
     for name in ("x-user-id", "x-user-email", "x-auth-claims"):
         assert header_values(echo, name) == [], f"forged {name} reached FastAPI: {echo['headers']}"
     assert header_values(echo, "x-unrelated") == ["kept"]
+
+
+def test_underscore_spellings_of_managed_headers_are_dropped(client):
+    """WSGI servers (and Starlette's WSGIMiddleware, for a mounted Flask or Django app) read
+    X_User_Id and X-User-Id as the same variable: such spellings of the identity, forwarding
+    and request-id headers never reach FastAPI; other underscore headers pass."""
+    forged = [
+        ("X_User_Id", "admin"),
+        ("x_auth_claims", "eyJzdWIiOiJhZG1pbiJ9"),
+        ("X-User_Email", "admin@example.com"),
+        ("X_Forwarded_For", "6.6.6.6"),
+        ("X_Request_Id", "forged-id"),
+        ("X_Unrelated_Thing", "kept"),
+    ]
+    echo = assert_forwarded(client.get("/echo/underscores", headers=forged))
+    for name in ("x_user_id", "x_auth_claims", "x-user_email", "x_forwarded_for", "x_request_id"):
+        assert header_values(echo, name) == [], f"{name} reached FastAPI: {echo['headers']}"
+    assert header_values(echo, "x_unrelated_thing") == ["kept"]
+    assert "6.6.6.6" not in json.dumps(echo["headers"])
+

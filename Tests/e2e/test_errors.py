@@ -201,6 +201,21 @@ def test_bad_request_framing_gives_400_json(gatehouse, name):
     assert_json_error(send_and_read(gatehouse.port, BAD_FRAMING[name]), 400)
 
 
+@pytest.mark.parametrize(
+    "coding, status",
+    [("gzip", 400), ("chunked, gzip", 400), ("gzip, chunked", 501), ("identity", 400)],
+)
+def test_transfer_codings_other_than_chunked_are_refused(gatehouse, coding, status):
+    """RFC 9112 §6.3: without chunked last a request body has no knowable length (400);
+    §6.1: a coding gatehouse would not pass on is not implemented (501). Either way the
+    request gets gatehouse's answer rather than being half-forwarded."""
+    request = (
+        b"POST /echo/te HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: " + coding.encode() + b"\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n"
+    )
+    assert_json_error(send_and_read(gatehouse.port, request), status)
+
+
 def test_cl_te_request_cannot_smuggle_a_second_request(gatehouse):
     smuggled = b"GET /echo/smuggled HTTP/1.1\r\nHost: h\r\n\r\n"
     request = (
