@@ -180,8 +180,13 @@ private final class LoopThread {
             recycle(easy)
             return
         }
+        guard curl_multi_add_handle(multi, easy) == CURLM_OK else {
+            exchange.complete(.failure(.unavailable("curl refused the transfer")), wakeups: wakeups)
+            transfer.release()
+            recycle(easy)
+            return
+        }
         active[ObjectIdentifier(exchange)] = transfer
-        curl_multi_add_handle(multi, easy)
     }
 
     private func reapFinished() {

@@ -80,6 +80,14 @@ final class EasyTransfer {
         check(gh_easy_setopt_datacb(easy, CURLOPT_WRITEFUNCTION, writeCallback), "write callback")
         check(gh_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, userdata), "write data")
 
+        // CR, LF or NUL in the request line or a header would let the text after it pass as
+        // another header or request (curl copies the bytes as they are): refused here, whatever
+        // the caller checked.
+        if Self.hasLineBreakOrNUL(request.target) || Self.hasLineBreakOrNUL(request.method)
+            || request.headers.contains(where: { Self.hasLineBreakOrNUL($0.name) || Self.hasLineBreakOrNUL($0.value) })
+        {
+            return "request line or header with CR, LF or NUL"
+        }
         var sawAccept = false
         var sawContentType = false
         for (name, value) in request.headers {
@@ -110,6 +118,10 @@ final class EasyTransfer {
         }
         check(gh_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList), "headers")
         return failed
+    }
+
+    static func hasLineBreakOrNUL(_ text: String) -> Bool {
+        text.utf8.contains { $0 == 0x0D || $0 == 0x0A || $0 == 0 }
     }
 
     /// Appends `Name: value` to a curl header list. The line is assembled once in a temporary
@@ -199,6 +211,12 @@ final class EasyTransfer {
     }
 
     fileprivate func onRead(_ destination: UnsafeMutableRawBufferPointer) -> Int {
+        var destination = destination
+        if let declared = declaredBodyLength, declared - bodyBytesSent < Int64(destination.count) {
+            // Never more than the declared length: curl 7.88 sends whatever the callback
+            // gives, and bytes past the Content-Length would be the upstream's next request.
+            destination = UnsafeMutableRawBufferPointer(rebasing: destination[..<Int(max(0, declared - bodyBytesSent))])
+        }
         switch exchange.curlRead(into: destination, wakeups: wakeups) {
         case .bytes(let n):
             lastActivity = .now

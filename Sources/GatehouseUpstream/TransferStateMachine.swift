@@ -100,6 +100,9 @@ struct TransferStateMachine {
             }
         }
         precondition(!uploadEnded, "request body written after it was finished")
+        // An empty chunk must never reach curl: a read callback returning 0 bytes is curl's
+        // end of the body, and the rest of the body would be lost.
+        guard buffer.readableBytes > 0 else { return UploadDecision(wakeCurl: false, mustWait: uploadBuffered >= highWater) }
         uploadBuffered += buffer.readableBytes
         upload.append(buffer)
         let wake = uploadPausedByCurl

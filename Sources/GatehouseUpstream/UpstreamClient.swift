@@ -17,7 +17,8 @@ public final class UpstreamClient: Sendable {
     ///
     /// `whenComplete`, for callers that run on an event loop rather than in a task, is called
     /// once when the exchange has ended (response complete, failed or cancelled), on the curl
-    /// thread, after every waiting task was resumed. It must return at once: hop to your own
+    /// thread, after every waiting task was resumed — or, once the client is shut down, at
+    /// once on the calling thread, before `start` returns (the exchange is then cancelled). It must return at once: hop to your own
     /// executor (`EventLoop.execute`) and read `completedHead` and `takeCompleteBody()` there.
     /// The response body stays buffered in the exchange until then, so this suits responses
     /// known to be small; a large body would pause at the high-water mark and never complete.

@@ -139,4 +139,20 @@ import Testing
         timedOut.complete(.success(())).run()  // a later completion changes nothing
         #expect(timedOut.completedHead == .failure(.headersTimedOut))
     }
+
+    @Test func anEmptyUploadChunkIsNeverHandedToCurl() throws {
+        var machine = TransferStateMachine(highWater: 100, lowWater: 40)
+        var destination = [UInt8](repeating: 0, count: 16)
+        _ = try machine.appendUpload(ByteBuffer(string: "abc"))
+        let (first, _) = destination.withUnsafeMutableBytes { machine.readUpload(into: $0) }
+        #expect(first == .bytes(3))
+        // curl has taken everything; an empty chunk arrives before the rest of the body.
+        #expect(try machine.appendUpload(ByteBuffer()) == .init(wakeCurl: false, mustWait: false))
+        // 0 bytes would be curl's end of body: with nothing buffered curl must pause instead.
+        let (second, _) = destination.withUnsafeMutableBytes { machine.readUpload(into: $0) }
+        #expect(second == .pause)
+        _ = try machine.appendUpload(ByteBuffer(string: "def"))
+        let (third, _) = destination.withUnsafeMutableBytes { machine.readUpload(into: $0) }
+        #expect(third == .bytes(3))
+    }
 }
