@@ -20,13 +20,17 @@
 ///   and HTTP clients remove dot segments before sending, so only crafted requests carry them.
 /// - **Empty segments (`//`) are refused** for the same reason: Starlette does not collapse
 ///   them, and which route it picks for `//admin` depends on the app.
-/// - **A trailing slash is ignored**: `/admin/` and `/admin` both match `/admin`.
+/// - **A trailing slash** is recorded apart from the segments: rules ignore it (a rule on
+///   `/admin` also covers `/admin/`), while public and optional patterns do not (see
+///   `RoutePolicy`), because Starlette may route `/x/` elsewhere than `/x`.
 /// - **Case is kept**: paths are case-sensitive (RFC 3986 §6.2.2.1 only folds scheme and
 ///   host), as are Starlette's routes, so `/ADMIN` does not match `/admin/**` — and FastAPI
 ///   answers it 404 unless a route of its own matches that spelling.
 struct RoutePath: Sendable, Equatable, CustomStringConvertible {
     /// Decoded segments; the root `/` has none. Invalid UTF-8 decodes to U+FFFD, as in Starlette.
     var segments: [String]
+    /// Whether the path ends in `/` after at least one segment (`/a/`; the root does not count).
+    var trailingSlash = false
 
     /// Why a path cannot be matched unambiguously (answered 400).
     enum Problem: Error, Sendable, Equatable, CustomStringConvertible {
@@ -56,13 +60,14 @@ struct RoutePath: Sendable, Equatable, CustomStringConvertible {
         let path = target.prefix { $0 != "?" }
         guard path.first == "/" else { throw .notAbsolute }
         var raw = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
+        let trailingSlash = raw.count > 1 && raw.last?.isEmpty == true
         if raw.last?.isEmpty == true { raw.removeLast() }  // trailing slash (and the root itself)
         var segments: [String] = []
         segments.reserveCapacity(raw.count)
         for segment in raw {
             segments.append(try decodeSegment(segment))
         }
-        return RoutePath(segments: segments)
+        return RoutePath(segments: segments, trailingSlash: trailingSlash)
     }
 
     /// One segment, percent-decoded; refuses what `parse` documents.

@@ -5,8 +5,8 @@ import GatehouseUpstream
 /// or `**` (any number of segments, none included; at most one `**` per pattern).
 ///
 /// Literal segments are decoded exactly like request paths (`RoutePath`), so `/a%3Ab` and
-/// `/a:b` are the same pattern, and compared case-sensitively. A pattern matches with or
-/// without a trailing slash. Without a method it matches every method; `GET` also matches
+/// `/a:b` are the same pattern, and compared case-sensitively. `matches` ignores a trailing
+/// slash; `matchesExactly` (for patterns that relax the default) does not. Without a method it matches every method; `GET` also matches
 /// `HEAD`, which RFC 9110 §9.3.2 defines as GET without the body (and which Starlette routes to
 /// GET handlers), so a rule on `GET` cannot be dodged with `HEAD`.
 struct RoutePattern: Sendable, Equatable, CustomStringConvertible {
@@ -14,6 +14,8 @@ struct RoutePattern: Sendable, Equatable, CustomStringConvertible {
     var segments: [Segment]
     /// As written in the configuration (for messages and `check-config`).
     var text: String
+    /// Whether the path was written with a trailing slash (`/a/`).
+    var trailingSlash = false
 
     enum Segment: Sendable, Equatable {
         case literal(String)
@@ -49,6 +51,7 @@ struct RoutePattern: Sendable, Equatable, CustomStringConvertible {
             throw ParseError(reason: "\(bad) is not allowed in a pattern")
         }
         var raw = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
+        let trailingSlash = raw.count > 1 && raw.last?.isEmpty == true
         if raw.last?.isEmpty == true { raw.removeLast() }
         var segments: [Segment] = []
         for segment in raw {
@@ -66,7 +69,17 @@ struct RoutePattern: Sendable, Equatable, CustomStringConvertible {
                 }
             }
         }
-        return RoutePattern(method: method.map(String.init), segments: segments, text: String(text.trimmingSpaces()))
+        return RoutePattern(
+            method: method.map(String.init), segments: segments, text: String(text.trimmingSpaces()),
+            trailingSlash: trailingSlash)
+    }
+
+    /// `matches`, and the trailing slash as written: `/x` opens `/x` but not `/x/`, which
+    /// Starlette may route elsewhere (`/x/{rest:path}` with an empty rest). A pattern ending in
+    /// `**` opens its whole subtree, so it covers both spellings.
+    func matchesExactly(method requestMethod: String, path: RoutePath) -> Bool {
+        guard segments.last == .any || trailingSlash == path.trailingSlash else { return false }
+        return matches(method: requestMethod, path: path)
     }
 
     func matches(method requestMethod: String, path: RoutePath) -> Bool {

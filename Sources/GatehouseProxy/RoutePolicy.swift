@@ -49,8 +49,10 @@ struct RoutePolicy: Sendable {
         if let rule = rules.first(where: { $0.pattern.matches(method: method, path: path) }) {
             return .protected(requirements: rule.requirements)
         }
-        if optionalPaths.contains(where: { $0.matches(method: method, path: path) }) { return .optional }
-        if publicPaths.contains(where: { $0.matches(method: method, path: path) }) { return .publicRoute }
+        // Rules ignore a trailing slash (stricter); the patterns that relax the default take
+        // the path's spelling as written (also stricter).
+        if optionalPaths.contains(where: { $0.matchesExactly(method: method, path: path) }) { return .optional }
+        if publicPaths.contains(where: { $0.matchesExactly(method: method, path: path) }) { return .publicRoute }
         return .protected(requirements: [])
     }
 

@@ -57,8 +57,13 @@ import Testing
         ("GET", "/health;jsessionid=1", token),
         // public paths
         ("GET", "/health", .publicRoute),
-        ("GET", "/health/", .publicRoute),
+        // a public pattern opens the spelling it is written with: /health/ may be another
+        // route to Starlette (`/health/{rest:path}`), so it stays protected
+        ("GET", "/health/", token),
         ("POST", "/health", .publicRoute),
+        // `**` opens the subtree, trailing slash or not
+        ("GET", "/items/", .optional),
+        ("GET", "/items/a/", .optional),
         ("GET", "/health?probe=1", .publicRoute),
         ("GET", "/health/x", token),
         ("GET", "/%68ealth", .publicRoute),
@@ -128,6 +133,17 @@ import Testing
     func patternMatching(_ pattern: String, _ target: String, _ matches: Bool) throws {
         let parsed = try RoutePattern.parse(Substring(pattern))
         #expect(parsed.matches(method: "GET", path: try RoutePath.parse(Substring(target))) == matches, "\(pattern) ~ \(target)")
+    }
+
+    /// Public and optional patterns: the trailing slash as written, except after `**`.
+    @Test(arguments: [
+        ("/x", "/x", true), ("/x", "/x/", false), ("/x/", "/x/", true), ("/x/", "/x", false),
+        ("/x/*", "/x/a", true), ("/x/*", "/x/a/", false), ("/x/**", "/x/", true), ("/x/**", "/x/a/", true),
+        ("/", "/", true), ("/**", "/", true), ("/a/**/z", "/a/z/", false), ("/a/**/z", "/a/b/z", true),
+    ])
+    func exactPatternMatching(_ pattern: String, _ target: String, _ matches: Bool) throws {
+        let parsed = try RoutePattern.parse(Substring(pattern))
+        #expect(parsed.matchesExactly(method: "GET", path: try RoutePath.parse(Substring(target))) == matches, "\(pattern) ~ \(target)")
     }
 
     @Test(arguments: [

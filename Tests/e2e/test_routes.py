@@ -75,6 +75,14 @@ def test_public_path_needs_no_token_and_forged_identity_is_removed(client):
     assert client.get("/openapi.json").status_code == 200
 
 
+def test_a_public_pattern_does_not_open_the_trailing_slash_spelling(client):
+    """FastAPI routes /echo/public/page/ to /echo/{anything:path} (a route of its own), so
+    the public `GET /echo/public/*` does not open it; `**` patterns open their subtree."""
+    assert_no_token(client.get("/echo/public/page/"))
+    assert_no_token(client.get("/openapi.json/"))
+    assert_forwarded(client.get("/echo/optional/items/"))
+
+
 def test_optional_path_without_token_is_forwarded_anonymously(client):
     echo = assert_forwarded(client.get("/echo/optional/items", headers=FORGED))
     assert_no_identity_from_client(echo)
