@@ -7,8 +7,9 @@ import NIOHTTPTypesHTTP1
 
 /// Takes WebSocket handshakes out of the HTTP request stream and turns them into tunnels.
 ///
-/// Sits in the proxy connection's pipeline behind the swift-http-types codec and
-/// `ParseErrorHandler`, in front of HummingbirdCore's idle handler and request loop. Every
+/// Sits in the proxy connection's pipeline behind the swift-http-types codec,
+/// `ParseErrorHandler` and `ClosingConnectionHandler`, in front of HummingbirdCore's idle
+/// handler and request loop. Every
 /// other request passes through untouched. A handshake (RFC 6455 §4.1) is kept from the
 /// request loop (if the previous exchange's response has not ended yet — a client may send the
 /// handshake as soon as it has that whole body, before gatehouse writes the end — it waits,
@@ -230,6 +231,7 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
         client.removeHandler(try client.handler(type: HTTPResponseEncoder.self), promise: nil)
         client.removeHandler(try client.handler(type: HTTP1ToHTTPServerCodec.self), promise: nil)
         client.removeHandler(try client.handler(type: ParseErrorHandler.self), promise: nil)
+        client.removeHandler(try client.handler(type: ClosingConnectionHandler.self), promise: nil)
         let server = upstream.pipeline.syncOperations
         let reader = try server.handler(type: HandshakeAnswerReader.self)
         let early = reader.takeBuffered()

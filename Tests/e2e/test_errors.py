@@ -233,6 +233,46 @@ def test_cl_te_request_cannot_smuggle_a_second_request(gatehouse):
         pytest.fail(f"a second, smuggled request was answered: {second!r}")
 
 
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"GET /echo/a HTTP/1.1\r\n\r\n",  # no Host: 400 and close
+        b"GET /echo/a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",  # two: 400 and close
+        b"POST /echo/a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",  # 400 and close
+    ],
+)
+def test_requests_pipelined_behind_a_closing_answer_are_never_served(gatehouse, first):
+    """An answer that says Connection: close ends the connection: a request the client sent
+    behind it is neither forwarded to FastAPI nor answered, and the connection closes."""
+    marker = f"/echo/never-{time.monotonic_ns()}"
+    second = f"GET {marker} HTTP/1.1\r\nHost: h\r\n\r\n".encode()
+    with RawConnection(gatehouse.port, timeout=5) as conn:
+        conn.send(first + second)
+        answer = conn.read_response()
+        assert answer.status == 400, answer
+        assert (answer.get("connection") or "").lower() == "close"
+        started = time.monotonic()
+        try:
+            extra = conn.read_response()
+            pytest.fail(f"the pipelined request was answered: {extra!r}")
+        except (ConnectionClosed, ConnectionResetError):
+            pass
+        assert time.monotonic() - started < 4.5, "closed after the linger, not left open"
+    time.sleep(0.3)
+    assert marker not in gatehouse.stdout(), "the pipelined request reached the request log"
+
+
+def test_pipelined_requests_still_wait_their_turn(gatehouse):
+    """Requests pipelined behind ordinary answers are served, in order, one at a time."""
+    requests = b"".join(f"GET /echo/turn-{i} HTTP/1.1\r\nHost: h\r\n\r\n".encode() for i in range(5))
+    with RawConnection(gatehouse.port, timeout=10) as conn:
+        conn.send(requests)
+        for i in range(5):
+            answer = conn.read_response()
+            assert answer.status == 200, answer
+            assert json.loads(answer.body)["raw_path"] == f"/echo/turn-{i}"
+
+
 # ---------------------------------------------------------------------------------------
 # header read timeout (slowloris)
 
