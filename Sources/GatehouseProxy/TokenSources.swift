@@ -97,7 +97,7 @@ struct TokenSources: Sendable {
             if utf8[i] == UInt8(ascii: "+") {
                 bytes.append(UInt8(ascii: " "))
             } else if utf8[i] == UInt8(ascii: "%"), i + 2 < utf8.count,
-                let high = hexValue(utf8[i + 1]), let low = hexValue(utf8[i + 2])
+                let high = RoutePath.hexValue(utf8[i + 1]), let low = RoutePath.hexValue(utf8[i + 2])
             {
                 bytes.append(high << 4 | low)
                 i += 2
@@ -107,15 +107,6 @@ struct TokenSources: Sendable {
             i += 1
         }
         return String(decoding: bytes, as: UTF8.self)
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }
 
