@@ -176,7 +176,8 @@ func fuzzJWKS(_ bytes: [UInt8]) -> Bool {
         let kids = set.keys.compactMap(\.kid)
         invariant(Set(kids).count == kids.count, "duplicate kids accepted")
         invariant(set.kids == Set(kids), "kids differs from the accepted keys")
-        invariant(set.key(for: nil) === (set.keys.count == 1 ? set.keys[0] : nil), "kid-less selection is ambiguous")
+        // Kid-less tokens: only a document of exactly one key, and that key accepted.
+        invariant(set.key(for: nil) === (entries.count == 1 && set.keys.count == 1 ? set.keys[0] : nil), "kid-less selection is ambiguous")
         for key in set.keys { checkKey(key, in: set) }
 
         // Rejections are in document order, each with its index; every entry either
