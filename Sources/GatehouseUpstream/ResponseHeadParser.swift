@@ -34,7 +34,14 @@ package struct ResponseHeadParser {
         if end == 0 {
             guard inBlock else { return .needMore }
             inBlock = false
-            if (100..<200).contains(status), !(switchingProtocolsIsFinal && status == 101) { return .needMore }
+            if status == 101 {
+                // RFC 9110 §15.2.2: a server switches protocols only when asked. Plain
+                // exchanges never send `Upgrade` (it is hop-by-hop), so a 101 there is a broken
+                // upstream — and curl would hand what follows it over as a body with no head.
+                guard switchingProtocolsIsFinal else { return .malformed("101 Switching Protocols without an upgrade request") }
+            } else if (100..<200).contains(status) {
+                return .needMore
+            }
             // RFC 9112 §6.3: a response with both framings, or with conflicting lengths, is
             // unparseable; forwarding either length could desynchronise the client.
             var length: String?

@@ -26,6 +26,22 @@ import Testing
         ])
     }
 
+    @Test func switchingProtocolsIsMalformedUnlessAnUpgradeWasAsked() {
+        guard case .malformed = feed(["HTTP/1.1 101 Switching Protocols\r\n", "Upgrade: h2c\r\n", "\r\n"]).last else {
+            Issue.record("a 101 on a plain exchange must fail it")
+            return
+        }
+        var upgrading = ResponseHeadParser(switchingProtocolsIsFinal: true)
+        let events = ["HTTP/1.1 101 Switching Protocols\r\n", "Upgrade: websocket\r\n", "\r\n"].map { line in
+            Array(line.utf8).withUnsafeBytes { upgrading.feed($0) }
+        }
+        guard case .head(let head) = events.last else {
+            Issue.record("the handshake's 101 is its final head")
+            return
+        }
+        #expect(head.status == 101)
+    }
+
     @Test func obsoleteLineFoldingIsJoined() {
         let events = feed(["HTTP/1.1 200 OK\r\n", "X-Long: a\r\n", "\t b\r\n", "\r\n"])
         #expect(events.last == .head(.init(status: 200, reason: "OK", headers: [.init(name: "X-Long", value: "a b")])))
