@@ -60,7 +60,6 @@ public struct GatehouseServer: Sendable {
             configuration: .init(
                 additionalChannelHandlers: [
                     ParseErrorHandler(logger: logger),
-                    ClosingConnectionHandler(),
                     WebSocketUpgradeHandler(proxy: proxy, tunnelIdleTimeout: tunnelIdleTimeout),
                 ],
                 // HummingbirdCore's idle timer closes a connection that has not completed its

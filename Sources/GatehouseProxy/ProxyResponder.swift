@@ -29,6 +29,10 @@ public struct ProxyResponder: Sendable {
     let logger: Logger
     /// The `route_class` label of requests refused before admission (framing errors).
     let defaultRouteClass: String
+    /// Connections that got an answer saying `Connection: close`.
+    let closingConnections = ClosingConnections()
+    /// `identityHeaderNames` with `_` read as `-` (see `upstreamHeaders`).
+    let identityNamesDashed: Set<String>
 
     public init(
         configuration: GatehouseConfiguration, client: UpstreamClient, authenticator: Authenticator?,
@@ -36,6 +40,7 @@ public struct ProxyResponder: Sendable {
     ) {
         self.metrics = metrics
         self.defaultRouteClass = authenticator == nil ? "unauthenticated" : "protected"
+        self.identityNamesDashed = Set(configuration.identityHeaderNames.map(Self.dashed))
         self.configuration = configuration
         self.client = client
         self.authenticator = authenticator
@@ -45,6 +50,8 @@ public struct ProxyResponder: Sendable {
     }
 
     public func respond(to request: Request, writer: consuming ResponseWriter, channel: any Channel) async throws {
+        // A request pipelined behind an answer that closed the connection: never served.
+        if closingConnections.contains(channel) { return }
         let started = ContinuousClock.now
         let requestID = RequestID.accept(request.headers[.requestID]) ?? RequestID.generate()
         var entry = AccessLogEntry(
@@ -231,21 +238,23 @@ public struct ProxyResponder: Sendable {
         var headers: [(name: String, value: String)] = [("Host", authority)]
         headers.reserveCapacity(fields.count + 4)
         var incoming = ForwardingHeaders.Incoming()
-        let identityNames = configuration.identityHeaderNames
+        let identityNames = identityNamesDashed
         let dropAuthorization = !configuration.forwardToken
         for field in fields {
             let name = field.name.canonicalName
-            if hopByHop.contains(name) || Self.rebuilt.contains(name) || identityNames.contains(name) { continue }
+            if hopByHop.contains(name) || Self.rebuilt.contains(name) { continue }
             // WSGI servers (and Starlette's WSGIMiddleware) read `X_User_Id` and `X-User-Id`
-            // as one variable: an underscore spelling of a header gatehouse sets or drops is
-            // dropped too, or a client could forge it for a mounted WSGI app.
-            if name.utf8.contains(UInt8(ascii: "_")) {
-                let dashed = String(name.map { $0 == "_" ? "-" : $0 })
-                if hopByHop.contains(dashed) || Self.rebuilt.contains(dashed) || identityNames.contains(dashed)
-                    || ForwardingHeaders.managed.contains(dashed) || dashed == "authorization"
-                {
-                    continue
-                }
+            // as one variable: a spelling of a header gatehouse sets or drops that differs only
+            // in `_` and `-` is dropped too (both ways: identity names may be configured with
+            // `_`), or a client could forge it for a mounted WSGI app.
+            let hasUnderscore = name.utf8.contains(UInt8(ascii: "_"))
+            let dashed = hasUnderscore ? Self.dashed(name) : name
+            if identityNames.contains(dashed) { continue }
+            if hasUnderscore,
+                hopByHop.contains(dashed) || Self.rebuilt.contains(dashed) || ForwardingHeaders.managed.contains(dashed)
+                    || dashed == "authorization"
+            {
+                continue
             }
             if dropAuthorization && field.name == .authorization { continue }
             if dropAuthorization, field.name == .cookie, let cookie = configuration.tokenCookie {
@@ -269,6 +278,11 @@ public struct ProxyResponder: Sendable {
         headers.append(("X-Request-Id", requestID))
         headers += identity
         return headers
+    }
+
+    /// A lowercased header name with `_` read as `-`, as WSGI reads it.
+    static func dashed(_ name: String) -> String {
+        String(name.map { $0 == "_" ? "-" : $0 })
     }
 
     static let writeBarrierBytes = 256 * 1024
@@ -326,10 +340,10 @@ public struct ProxyResponder: Sendable {
     /// Writes one of gatehouse's own answers; returns the body size (for the access log).
     /// `origin` (the request's `Origin`) decides the CORS fields (`CORSPolicy`), so a browser
     /// script can read the answer; nil withholds them.
-    /// With `closeConnection` the connection really ends after the answer: HummingbirdCore
-    /// would otherwise go on reading (and draining an unread body) whatever the header says.
-    /// The output side is shut after the answer has reached the socket, so the client reads
-    /// the answer and then end-of-stream.
+    /// With `closeConnection` the connection really ends after the answer (`ClosingConnections`):
+    /// HummingbirdCore would otherwise go on reading (and draining an unread body) whatever the
+    /// header says. The output side is shut after the answer has reached the socket, so the
+    /// client reads the answer and then end-of-stream; requests queued behind it are dropped.
     @discardableResult
     func send(
         _ response: ErrorResponse, to writer: consuming ResponseWriter, requestID: String, closeConnection: Bool,
@@ -339,10 +353,7 @@ public struct ProxyResponder: Sendable {
         let head = response.head(
             requestID: requestID, closeConnection: closeConnection, cors: configuration.cors.responseFields(origin: origin))
         try await writer.write(response: head, body: ResponseBody(byteBuffer: bytes))
-        if closeConnection {
-            try? await channel.eventLoop.submit {}.get()  // the write above is processed first (FIFO)
-            try? await channel.close(mode: .output)
-        }
+        if closeConnection { await closingConnections.close(channel) }
         return bytes.readableBytes
     }
 

@@ -7,12 +7,12 @@ import NIOHTTPTypesHTTP1
 
 /// Takes WebSocket handshakes out of the HTTP request stream and turns them into tunnels.
 ///
-/// Sits in the proxy connection's pipeline behind the swift-http-types codec,
-/// `ParseErrorHandler` and `ClosingConnectionHandler`, in front of HummingbirdCore's idle
-/// handler and request loop. Every other request passes through untouched.
-/// `ClosingConnectionHandler` passes a request head on only once every earlier answer on the
-/// connection has ended (and none after an answer that closed it), so a handshake (RFC 6455
-/// §4.1) always finds the connection free, and:
+/// Sits in the proxy connection's pipeline behind the swift-http-types codec and
+/// `ParseErrorHandler`, in front of HummingbirdCore's idle handler and request loop. Every
+/// other request passes through untouched. A handshake (RFC 6455 §4.1) is kept from the
+/// request loop (if the previous exchange's response has not ended yet — a client may send the
+/// handshake as soon as it has that whole body, before gatehouse writes the end — it waits,
+/// unread behind it, for that end), and:
 ///
 /// 1. the connection stops reading and HummingbirdCore's idle timer is removed (the upstream
 ///    timeouts bound the handshake from here);
@@ -34,6 +34,9 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private enum State {
         case passing
+        /// A handshake head arrived while a response was still being written; `ended` says
+        /// whether its own end has been read. Taken over when that response ends.
+        case waiting(HTTPRequest, ended: Bool)
         /// A handshake head was taken; waiting for its end.
         case handshake(HTTPRequest)
         /// The HTTP half of the tunnel is running; the client is not read meanwhile.
@@ -44,6 +47,11 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
     private let proxy: ProxyResponder
     private let tunnelIdleTimeout: TimeAmount
     private var state = State.passing
+    /// Request heads passed on minus final response ends seen: 0 between exchanges.
+    private var exchangesInProgress = 0
+    /// A request or response head passed here said `Connection: close`: the connection ends
+    /// after that exchange, so a handshake held behind it is dropped, never tunnelled.
+    private var closing = false
     private var readHeld = false
 
     init(proxy: ProxyResponder, tunnelIdleTimeout: TimeAmount) {
@@ -55,8 +63,27 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
         let part = unwrapInboundIn(data)
         switch state {
         case .passing:
-            guard case .head(let head) = part, Self.isHandshake(head) else { return context.fireChannelRead(data) }
-            take(head, context: context)
+            guard case .head(let head) = part else { return context.fireChannelRead(data) }
+            if Self.isHandshake(head) {
+                if exchangesInProgress == 0 {
+                    take(head, ended: false, context: context)
+                } else {
+                    state = .waiting(head, ended: false)
+                }
+                return
+            }
+            exchangesInProgress += 1
+            if Self.saysClose(head.headerFields) { closing = true }
+            context.fireChannelRead(data)
+        case .waiting(let head, ended: false):
+            if case .end = part {
+                state = .waiting(head, ended: true)
+            } else {
+                state = .finished  // as below: a handshake has no body
+                refuse(.badRequest("A WebSocket handshake has no body"), context: context)
+            }
+        case .waiting(_, ended: true):
+            break  // not read while waiting
         case .handshake(let head):
             switch part {
             case .end:
@@ -73,19 +100,56 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
     }
 
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let head):
+            if head.status.kind != .informational, Self.saysClose(head.headerFields) { closing = true }
+            context.write(data, promise: promise)
+        case .body:
+            context.write(data, promise: promise)
+        case .end:
+            exchangesInProgress -= 1
+            context.write(data, promise: promise)
+            guard exchangesInProgress == 0, case .waiting = state else { return }
+            if closing {
+                state = .finished  // the connection ends with this answer
+                return
+            }
+            // Taken over once the handlers that wrote this end have returned, in the state
+            // the handshake is in by then.
+            context.eventLoop.assumeIsolated().execute {
+                guard context.channel.isActive, case .waiting(let head, let ended) = self.state else { return }
+                self.take(head, ended: ended, context: context)
+            }
+        }
+    }
+
+    private static func saysClose(_ fields: HTTPFields) -> Bool {
+        fields[values: .connection].contains { HopByHopHeaders.tokens($0).contains("close") }
+    }
+
     func read(context: ChannelHandlerContext) {
         switch state {
         case .passing, .finished: context.read()
-        case .handshake, .opening: readHeld = true
+        case .waiting, .handshake, .opening: readHeld = true
         }
     }
 
     /// The connection becomes the handshake's; it opens once the head's end has been read.
-    private func take(_ head: HTTPRequest, context: ChannelHandlerContext) {
+    private func take(_ head: HTTPRequest, ended: Bool, context: ChannelHandlerContext) {
         // From here the connection is ours: its idle timer would cut a slow handshake.
         let sync = context.pipeline.syncOperations
         if let idle = try? sync.handler(type: HTTPConnectionStateHandler.self) { sync.removeHandler(idle, promise: nil) }
-        state = .handshake(head)
+        if ended {
+            state = .opening
+            open(head, context: context)
+        } else {
+            state = .handshake(head)
+            if readHeld {  // the end is still to be read
+                readHeld = false
+                context.read()
+            }
+        }
     }
 
     static func isHandshake(_ head: HTTPRequest) -> Bool {
@@ -166,7 +230,6 @@ final class WebSocketUpgradeHandler: ChannelDuplexHandler, RemovableChannelHandl
         client.removeHandler(try client.handler(type: HTTPResponseEncoder.self), promise: nil)
         client.removeHandler(try client.handler(type: HTTP1ToHTTPServerCodec.self), promise: nil)
         client.removeHandler(try client.handler(type: ParseErrorHandler.self), promise: nil)
-        client.removeHandler(try client.handler(type: ClosingConnectionHandler.self), promise: nil)
         let server = upstream.pipeline.syncOperations
         let reader = try server.handler(type: HandshakeAnswerReader.self)
         let early = reader.takeBuffered()

@@ -475,6 +475,16 @@ def test_forward_token_false_removes_authorization(claims_gh, mint):
     assert one_header(echo, "x-user-id") == payload_of(token)["sub"]
 
 
+def test_identity_names_configured_with_underscores_are_not_forged_with_dashes(gatehouse_factory, upstream, jwks, mint):
+    """WSGI reads X-Tenant and X_Tenant as one variable: with X_Tenant configured, a client's
+    X-Tenant is stripped as well."""
+    gh = start_auth_gatehouse(gatehouse_factory, upstream.url, jwks, GATEHOUSE_CLAIM_HEADERS="X-User-Id=sub,X_Tenant=org")
+    token = mint()  # no org claim: no X_Tenant from gatehouse either
+    forged = {"X-Tenant": "evil", "x_tenant": "evil", "Authorization": f"Bearer {token}"}
+    echo = assert_forwarded(httpx.get(f"{gh.url}/echo/tenant", headers=forged, timeout=10))
+    assert "evil" not in json.dumps(echo["headers"]), echo["headers"]
+
+
 def test_forged_configured_claim_header_is_removed(claims_gh, mint):
     token = mint()  # no org claim
     forged = {"X-Org": "org_admin", "x-team": "root", "Authorization": f"Bearer {token}"}
