@@ -262,42 +262,40 @@ def test_requests_pipelined_behind_a_closing_answer_are_never_served(gatehouse, 
     assert marker not in gatehouse.stdout(), "the pipelined request reached the request log"
 
 
+def pipelined_gets(prefix: str, count: int) -> bytes:
+    return b"".join(f"GET /echo/{prefix}-{i} HTTP/1.1\r\nHost: h\r\n\r\n".encode() for i in range(count))
+
+
+def assert_echo_answers_in_order(conn: RawConnection, prefix: str, count: int) -> None:
+    for i in range(count):
+        answer = conn.read_response()
+        assert answer.status == 200, answer
+        assert json.loads(answer.body)["raw_path"] == f"/echo/{prefix}-{i}"
+
+
 def test_pipelined_requests_are_all_answered_when_the_client_half_closes(gatehouse):
     """A client that sends its requests and then shuts its side (printf ... | nc -N) still
     gets every answer."""
-    requests = b"".join(f"GET /echo/hc-{i} HTTP/1.1\r\nHost: h\r\n\r\n".encode() for i in range(3))
     with RawConnection(gatehouse.port, timeout=10) as conn:
-        conn.send(requests)
+        conn.send(pipelined_gets("hc", 3))
         conn.sock.shutdown(socket.SHUT_WR)
-        for i in range(3):
-            answer = conn.read_response()
-            assert answer.status == 200, answer
-            assert json.loads(answer.body)["raw_path"] == f"/echo/hc-{i}"
+        assert_echo_answers_in_order(conn, "hc", 3)
 
 
 def test_requests_before_a_malformed_one_are_answered_first(gatehouse):
     """Two good requests pipelined before a malformed one are answered in order, then the
     malformed one gets its 400 (HummingbirdCore's own, empty: the parse error arrives while a
     request is in progress, so it is not gatehouse's JSON one)."""
-    requests = b"GET /echo/m-0 HTTP/1.1\r\nHost: h\r\n\r\nGET /echo/m-1 HTTP/1.1\r\nHost: h\r\n\r\nGARBAGE\r\n\r\n"
     with RawConnection(gatehouse.port, timeout=10) as conn:
-        conn.send(requests)
-        for i in range(2):
-            answer = conn.read_response()
-            assert answer.status == 200, answer
-            assert json.loads(answer.body)["raw_path"] == f"/echo/m-{i}"
+        conn.send(pipelined_gets("m", 2) + b"GARBAGE\r\n\r\n")
+        assert_echo_answers_in_order(conn, "m", 2)
         assert conn.read_response().status == 400
 
 
-def test_pipelined_requests_still_wait_their_turn(gatehouse):
-    """Requests pipelined behind ordinary answers are served, in order, one at a time."""
-    requests = b"".join(f"GET /echo/turn-{i} HTTP/1.1\r\nHost: h\r\n\r\n".encode() for i in range(5))
+def test_pipelined_requests_are_answered_in_order(gatehouse):
     with RawConnection(gatehouse.port, timeout=10) as conn:
-        conn.send(requests)
-        for i in range(5):
-            answer = conn.read_response()
-            assert answer.status == 200, answer
-            assert json.loads(answer.body)["raw_path"] == f"/echo/turn-{i}"
+        conn.send(pipelined_gets("turn", 5))
+        assert_echo_answers_in_order(conn, "turn", 5)
 
 
 # ---------------------------------------------------------------------------------------
