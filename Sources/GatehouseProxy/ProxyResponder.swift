@@ -186,16 +186,14 @@ public struct ProxyResponder: Sendable {
         guard head.path?.hasPrefix("/") == true else { return .badRequest("Request target must be an absolute path") }
         // RFC 9112 §6.3: a message with both is an attack vector (request smuggling).
         let contentLengths = fields[values: .contentLength]
-        if fields[.transferEncoding] != nil && !contentLengths.isEmpty {
-            return .badRequest("Both Content-Length and Transfer-Encoding")
-        }
-        // RFC 9112 §6.3: without `chunked` as the final coding a request body's length cannot
-        // be known (400, close). Other codings before it (RFC 9112 §6.1: 501 for codings a
-        // server does not understand) would reach FastAPI undeclared, since the body is
-        // re-framed upstream: only plain `chunked` is accepted.
-        let codings = fields[values: .transferEncoding].flatMap { $0.split(separator: ",") }
-            .map { $0.trimmingSpaces().lowercased() }
-        if !codings.isEmpty {
+        let transferEncodings = fields[values: .transferEncoding]
+        if !transferEncodings.isEmpty {
+            if !contentLengths.isEmpty { return .badRequest("Both Content-Length and Transfer-Encoding") }
+            // RFC 9112 §6.3: without `chunked` as the final coding a request body's length
+            // cannot be known (400, close). Other codings before it (RFC 9112 §6.1: 501 for
+            // codings a server does not understand) would reach FastAPI undeclared, since the
+            // body is re-framed upstream: only plain `chunked` is accepted.
+            let codings = transferEncodings.flatMap(HopByHopHeaders.tokens)
             guard codings.last == "chunked" else { return .badRequest("Transfer-Encoding must end with chunked") }
             guard codings.count == 1 else {
                 return ErrorResponse(status: .notImplemented, detail: "Transfer-Encoding other than chunked")

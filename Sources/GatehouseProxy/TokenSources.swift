@@ -1,4 +1,5 @@
 import HTTPTypes
+import GatehouseUpstream
 
 /// Where a request's bearer token may be: `Authorization: Bearer` (RFC 6750 §2.1, scheme
 /// case-insensitive), and — opt-in, for browser `EventSource`/WebSocket clients that cannot set
@@ -25,7 +26,7 @@ struct TokenSources: Sendable {
         if let cookie {
             for header in fields[values: .cookie] {
                 for pair in header.split(separator: ";") where Self.isCookie(pair, named: cookie) {
-                    tokens.append(Self.trimmed(pair[pair.index(after: pair.firstIndex(of: "=")!)...]))
+                    tokens.append(pair[pair.index(after: pair.firstIndex(of: "=")!)...].droppingSpaces())
                 }
             }
         }
@@ -40,22 +41,16 @@ struct TokenSources: Sendable {
     }
 
     /// The name of one `name=value` pair of a `Cookie` header as Starlette reads it: with the
-    /// whitespace around it (spaces and tabs) ignored. nil for a pair without `=`.
+    /// whitespace around it (spaces and tabs, which Python's `str.strip` drops) ignored. nil
+    /// for a pair without `=`.
     static func cookieName(of pair: Substring) -> Substring? {
         guard let equals = pair.firstIndex(of: "=") else { return nil }
-        return trimmed(pair[..<equals])
+        return pair[..<equals].droppingSpaces()
     }
 
     /// Whether one pair of a `Cookie` header is the cookie `name`.
     static func isCookie(_ pair: Substring, named name: String) -> Bool {
         cookieName(of: pair).map { $0 == name } ?? false
-    }
-
-    static func trimmed(_ text: Substring) -> Substring {
-        var text = text
-        while let first = text.first, first.isCookieSpace { text = text.dropFirst() }
-        while let last = text.last, last.isCookieSpace { text = text.dropLast() }
-        return text
     }
 
     /// `Bearer <token>` → the token; any other scheme → nil (counts as no token).
@@ -108,9 +103,4 @@ struct TokenSources: Sendable {
         }
         return String(decoding: bytes, as: UTF8.self)
     }
-}
-
-extension Character {
-    /// Whitespace around cookie names and values (Python's `str.strip` on what browsers send).
-    var isCookieSpace: Bool { self == " " || self == "\t" }
 }

@@ -114,9 +114,16 @@ package struct ResponseHeadParser {
 extension StringProtocol {
     /// Removes leading and trailing spaces and tabs (RFC 9110 §5.5 optional whitespace).
     package func trimmingSpaces() -> String {
-        var s = Substring(self)
+        String(Substring(self).droppingSpaces())
+    }
+}
+
+extension Substring {
+    /// `trimmingSpaces()` without a copy: the same characters as a slice.
+    package func droppingSpaces() -> Substring {
+        var s = self
         while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
         while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
+        return s
     }
 }
