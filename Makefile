@@ -25,11 +25,12 @@ build: deps
 release: deps
 	swift build -c release
 
-## test: everything — Swift unit tests, the fuzz corpus replayed and each fuzzer run briefly,
+## test: everything — a check that nothing refers outside the repository, Swift unit tests, the fuzz corpus replayed and each fuzzer run briefly,
 ## the deploy/ checks, then the end-to-end suite against the real binary, once with the
 ## upstream on uvicorn's httptools parser and once on h11 (last, so its closing line is the
 ## summary).
 test: deps venv
+	scripts/check-standalone.sh
 	swift build --build-tests
 	swift test --skip-build
 	FUZZ_REPLAY_SCRATCH=.build scripts/fuzz.sh --replay

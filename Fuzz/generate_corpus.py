@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Regenerates the seed corpora in Fuzz/corpus/{token,jwks}/ (standard library only).
 
-Seeds come from shared/fixtures/better-auth-1.4-examples.json (found by walking up from
-this file, like Tests/JOSETests/Support.swift) plus hand-made malformed and edge-case
+Seeds come from Tests/Fixtures/better-auth-1.4-examples.json (found relative to this
+file, like Tests/JOSETests/Support.swift) plus hand-made malformed and edge-case
 variants. File-name prefixes are checked by the replay build (scripts/fuzz.sh --replay):
 `accept-*` must be accepted (token: verifies under one of the fixed profiles; jwks: a key
 set with at least one usable key), `reject-*` must not be. Other names carry no
@@ -16,12 +16,8 @@ import shutil
 HERE = pathlib.Path(__file__).resolve().parent
 
 
-def shared_fixture():
-    for directory in [HERE, *HERE.parents]:
-        candidate = directory / "shared/fixtures/better-auth-1.4-examples.json"
-        if candidate.exists():
-            return json.loads(candidate.read_text())
-    raise SystemExit("shared/fixtures/better-auth-1.4-examples.json not found above " + str(HERE))
+def project_fixture():
+    return json.loads((HERE.parent / "Tests/Fixtures/better-auth-1.4-examples.json").read_text())
 
 
 def b64(data):
@@ -226,7 +222,7 @@ def jwks_corpus(fx, out):
 
 
 def main():
-    fx = shared_fixture()
+    fx = project_fixture()
     for kind, build in [("token", token_corpus), ("jwks", jwks_corpus)]:
         directory = HERE / "corpus" / kind
         shutil.rmtree(directory, ignore_errors=True)

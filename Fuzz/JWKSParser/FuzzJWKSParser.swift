@@ -20,7 +20,7 @@ import Darwin
 
 // MARK: - Fixed world
 
-/// The Better Auth 1.4 fixture tokens (shared/fixtures/better-auth-1.4-examples.json): a
+/// The Better Auth 1.4 fixture tokens (Tests/Fixtures/better-auth-1.4-examples.json): a
 /// fuzzed key set may only ever verify one of them with the key of the token's own kid.
 let fixtureTokens: [String] = [
     "eyJhbGciOiJFZERTQSIsImtpZCI6IlBMNXFKRk1kTUlLR084UmNyQUE4UERIMmtDWWtuVlpTIn0.eyJpYXQiOjE3NjUxODA4MDAsIm5hbWUiOiJBZGEgTG92ZWxhY2UiLCJlbWFpbCI6ImFkYUBleGFtcGxlLmNvbSIsImVtYWlsVmVyaWZpZWQiOnRydWUsImltYWdlIjpudWxsLCJjcmVhdGVkQXQiOiIyMDI1LTExLTMwVDEyOjM0OjU2Ljc4OVoiLCJ1cGRhdGVkQXQiOiIyMDI1LTEyLTA3VDA5OjAwOjAwLjAwMFoiLCJpZCI6Ik0wSmJXNG4xYlhxN2NSMnNUOXZLM3laOGFMNWRGNmdIIiwic3ViIjoiTTBKYlc0bjFiWHE3Y1Iyc1Q5dkszeVo4YUw1ZEY2Z0giLCJleHAiOjE3NjUxODE3MDAsImlzcyI6Imh0dHBzOi8vYXBwLmV4YW1wbGUuY29tIiwiYXVkIjoiaHR0cHM6Ly9hcHAuZXhhbXBsZS5jb20ifQ.mX0mryzPyS6uYerSxMYkfFzn0uJYFoXzjjTeWyrvj2_yRUx-QM19BSY19d3BLcZbw0OrleBhstyAKrHf5VXqCQ",

@@ -8,7 +8,7 @@
 //   --replay, run by `make test`). A violated invariant traps in both builds.
 //
 // The world is fixed so that runs are reproducible: the Better Auth 1.4 fixture keys
-// (shared/fixtures/better-auth-1.4-examples.json) and a clock per issuer at which the
+// (Tests/Fixtures/better-auth-1.4-examples.json) and a clock per issuer at which the
 // fixture tokens are valid.
 
 import FuzzSupport

@@ -2,14 +2,14 @@ import Foundation
 import JOSE
 import Testing
 
-/// shared/fixtures/better-auth-1.4-examples.json: tokens and JWKS in Better Auth 1.4's shape.
+/// Tests/Fixtures/better-auth-1.4-examples.json: tokens and JWKS in Better Auth 1.4's shape.
 @Suite struct BetterAuthTests {
     static let pairs = [
         ("ex1_token", "ex1_jwks"), ("ex2_token_new", "ex2_jwks"), ("ex3_es256_token", "ex3_es256_jwks"),
         ("ex3_rs256_token", "ex3_rs256_jwks"), ("ex3_ps256_token", "ex3_ps256_jwks"),
     ]
 
-    static func fixture() throws -> JSONValue { try Fixtures.shared("better-auth-1.4-examples.json") }
+    static func fixture() throws -> JSONValue { try Fixtures.project("better-auth-1.4-examples.json") }
 
     static func keySet(_ name: String) throws -> JWKSet {
         let jwks = try #require(try fixture()[name])

@@ -2,21 +2,14 @@ import Foundation
 import JOSE
 import Testing
 
-/// Locates fixtures relative to this file: `Fixtures/` next to it, and the project-wide
-/// `shared/fixtures` found by walking up from here (in CI it is `<clone>/../shared`, in
-/// a dev checkout possibly `/work/shared`).
+/// Locates fixtures relative to this file: `Fixtures/` next to it (this target's own), and the
+/// project-wide `Tests/Fixtures/` one level up (Better Auth examples, Wycheproof vectors; see its
+/// README for where each file comes from). Nothing outside the repository is read.
 enum Fixtures {
     static let testsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 
-    static let sharedFixtures: URL? = {
-        var directory = testsDirectory
-        while directory.path != "/" {
-            let candidate = directory.appendingPathComponent("shared/fixtures")
-            if FileManager.default.fileExists(atPath: candidate.path) { return candidate }
-            directory = directory.deletingLastPathComponent()
-        }
-        return nil
-    }()
+    /// `Tests/Fixtures`, beside this test target's folder.
+    static let projectFixtures = testsDirectory.deletingLastPathComponent().appendingPathComponent("Fixtures")
 
     static func bytes(_ url: URL) throws -> [UInt8] {
         [UInt8](try Data(contentsOf: url))
@@ -26,9 +19,9 @@ enum Fixtures {
         try JSONParser.parse(try bytes(url)).get()
     }
 
-    static func shared(_ relativePath: String) throws -> JSONValue {
-        let root = try #require(sharedFixtures, "shared/fixtures not found above \(testsDirectory.path)")
-        return try json(root.appendingPathComponent(relativePath))
+    /// A file under `Tests/Fixtures/`.
+    static func project(_ relativePath: String) throws -> JSONValue {
+        try json(projectFixtures.appendingPathComponent(relativePath))
     }
 
     static func local(_ name: String) throws -> JSONValue {

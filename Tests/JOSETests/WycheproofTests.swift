@@ -1,7 +1,7 @@
 import JOSE
 import Testing
 
-/// Project Wycheproof vectors (shared/fixtures/wycheproof). Every group's key goes through
+/// Project Wycheproof vectors (Tests/Fixtures/wycheproof). Every group's key goes through
 /// our JWK import; every vector through `VerificationKey.isValidSignature`, which includes
 /// the signature-length check the verifier performs before any cryptography.
 @Suite struct WycheproofTests {
@@ -31,7 +31,7 @@ import Testing
     @Test(arguments: files.map(\.0))
     func vectors(_ file: String) throws {
         let algorithm = Self.files.first { $0.0 == file }!.1
-        let document = try Fixtures.shared("wycheproof/\(file)")
+        let document = try Fixtures.project("wycheproof/\(file)")
         let groups = try #require(document["testGroups"]?.arrayValue)
         var ran = 0, rejectedGroups = 0, validLostToRejectedKeys = 0
         var tally: [String: Int] = [:]

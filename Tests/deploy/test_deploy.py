@@ -636,3 +636,40 @@ def test_shellcheck(script: str):
     assert (REPO / script).is_file(), script
     result = run([shellcheck, "--format=gcc", script], cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# The repository stands alone
+# ------------------------------------------------------------------------------------------------
+
+
+def test_repository_refers_to_nothing_outside_itself():
+    result = run([str(REPO / "scripts/check-standalone.sh")], cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Written with "@" for "/" so that this file does not itself trip the check it tests.
+@pytest.mark.parametrize(
+    "where, line",
+    [
+        ("Tests/e2e/test_x.py", 'FIX = Path("@work@shared@fixtures@x.json")'),
+        ("Tests/X/Support.swift", 'let root = "..@shared@fixtures"'),
+        ("Fuzz/gen.py", 'candidate = directory @ "shared@fixtures@x.json"'),
+        ("bench/run.sh", "cat @home@someone@notes.txt"),
+        ("Makefile", "include ..@shared@notes@x.mk"),
+    ],
+)
+def test_standalone_check_catches_outside_paths(tmp_path: Path, where: str, line: str):
+    """The check itself: a copy of the layout with one line that reaches outside must fail,
+    naming the file; the same tree without that line passes."""
+    for folder in ["Tests", "Fuzz", "scripts", "bench"]:
+        (tmp_path / folder).mkdir()
+    (tmp_path / "Makefile").write_text("test:\n\ttrue\n")
+    clean = run([str(REPO / "scripts/check-standalone.sh"), str(tmp_path)], cwd=tmp_path)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    target = tmp_path / where
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(line.replace("@", "/") + "\n")
+    result = run([str(REPO / "scripts/check-standalone.sh"), str(tmp_path)], cwd=tmp_path)
+    assert result.returncode == 1
+    assert where in result.stderr

@@ -31,7 +31,8 @@ from tokens import (
     with_padding,
 )
 
-FIXTURES = json.loads(Path("/work/shared/fixtures/better-auth-1.4-examples.json").read_text())
+# Tests/Fixtures/, found relative to this file (see its README for their origin).
+FIXTURES = json.loads((Path(__file__).resolve().parent.parent / "Fixtures" / "better-auth-1.4-examples.json").read_text())
 FIXTURE_JWKS = ["ex1_jwks", "ex2_jwks", "ex3_es256_jwks", "ex3_rs256_jwks", "ex3_ps256_jwks", "ex3_es512_jwks"]
 
 

@@ -26,7 +26,8 @@ from conftest import wait_until
 from jwks_server import JWKSServer
 from tokens import SigningKey, better_auth_payload, json_bytes, payload_of, random_id
 
-FIXTURES = json.loads(Path("/work/shared/fixtures/better-auth-1.4-examples.json").read_text())
+# Tests/Fixtures/, found relative to this file (see its README for their origin).
+FIXTURES = json.loads((Path(__file__).resolve().parent.parent / "Fixtures" / "better-auth-1.4-examples.json").read_text())
 
 # Short JWKS timings so refreshes happen within a test (seconds, not minutes).
 FAST_REFRESH = {"GATEHOUSE_JWKS_TTL": "1s", "GATEHOUSE_JWKS_MIN_TTL": "1s"}

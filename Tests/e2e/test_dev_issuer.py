@@ -23,7 +23,7 @@ from auth_support import bearer
 from conftest import GATEHOUSE_BIN, free_port, require_binary, run_gatehouse_command, wait_until
 
 ALGORITHMS = ["EdDSA", "ES256", "ES512", "RS256", "PS256"]
-# The members, in order, of each kind of key in Better Auth 1.4's JWKS (../shared fixtures).
+# The members, in order, of each kind of key in Better Auth 1.4's JWKS (Tests/Fixtures/better-auth-1.4-examples.json).
 PUBLIC_MEMBERS = {
     "OKP": ["alg", "crv", "x", "kty", "kid"],
     "EC": ["alg", "crv", "kty", "x", "y", "kid"],

@@ -8,7 +8,7 @@ PyJWT, an independent verifier.
     token = key.token(better_auth_payload(server.origin))
     # header exactly {"alg":"EdDSA","kid":"..."} (no "typ"), compact JSON, unpadded base64url
 
-Shapes (see /work/shared/fixtures/better-auth-1.4-examples.json):
+Shapes (see Tests/Fixtures/better-auth-1.4-examples.json):
     OKP JWK  {"alg","crv","x","kty","kid"}
     EC  JWK  {"alg","crv","kty","x","y","kid"}
     RSA JWK  {"alg","kty","n","e","kid"}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Fails if the tests, fuzz scripts, helper scripts, benchmarks or the Makefile refer to a path
+# outside the repository: a fresh clone in any directory, with nothing beside it, must test.
+#
+#   scripts/check-standalone.sh [ROOT]   (default: this repository)
+#
+# What counts as "outside": a walk up to a sibling `shared/` folder (`../shared`, `shared/fixtures`,
+# `shared/notes`), an absolute path under a user's or a workplace's folder (/work, /home, /Users,
+# /root, /opt/swift-packages), and the absolute path of the checkout itself (a copy of it would
+# break in any other directory). System paths (/tmp, /proc, /usr, /etc, /dev) are fine.
+set -euo pipefail
+
+root=$(cd "${1:-$(dirname "${BASH_SOURCE[0]}")/..}" && pwd)
+cd "$root"
+
+paths=(Tests Fuzz scripts bench Makefile)
+existing=()
+for p in "${paths[@]}"; do [[ -e $p ]] && existing+=("$p"); done
+
+pattern='(\.\./shared\b|\bshared/(fixtures|notes|hooks)\b|(^|[^A-Za-z0-9_.~-])/(work|home|Users|root|opt/swift-packages)/)'
+# This script names the patterns it looks for; it is the one file allowed to.
+found=$(grep -rnIE --exclude=check-standalone.sh --exclude-dir=__pycache__ --exclude-dir=.build \
+    -e "$pattern" -e "$(printf '%s' "$root" | sed 's/[.[\*^$]/\\&/g')" "${existing[@]}" || true)
+
+if [[ -n $found ]]; then
+    echo "check-standalone: these lines refer to paths outside the repository:" >&2
+    echo "$found" >&2
+    echo "Put what they need under Tests/Fixtures/ (with its origin in its README) and find it relative to the file." >&2
+    exit 1
+fi
+echo "check-standalone: no test, fuzz, script, bench or Makefile line refers outside the repository"
