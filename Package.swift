@@ -5,6 +5,7 @@ import PackageDescription
 ///
 /// Layers (each target has one job; lower layers never import higher ones):
 /// - `CCurl`: the libcurl system library plus `static inline` wrappers for its variadic calls.
+/// - `CEvent`, `EventLoop`: libevent 2.1 and the one thin Swift wrapper over it (the new core).
 /// - `GatehouseUpstream`: the only code that touches curl. One thread drives one multi handle.
 /// - `JOSE`: pure JWS/JWK/JWT verification on libcrypto (+ libsodium for Ed25519); no I/O.
 /// - `GatehouseAuth`: the JWKS cache, the verified-token cache and the per-request decision.
@@ -39,6 +40,11 @@ let package = Package(
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
         .systemLibrary(
+            name: "CEvent",
+            pkgConfig: "libevent_core",
+            providers: [.apt(["libevent-dev"])]
+        ),
+        .systemLibrary(
             name: "CCrypto",
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
@@ -48,6 +54,8 @@ let package = Package(
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"])]
         ),
+        // One event loop (libevent): fd watchers, timers, wake-ups; the only loop callbacks from C.
+        .target(name: "EventLoop", dependencies: ["CEvent"], swiftSettings: strict),
         // Pure JWS/JWK/JWT verification: no I/O, no logging.
         .target(name: "JOSE", dependencies: ["CCrypto", "CSodium"]),
         // `swift run -c release jose-bench`: µs per verification beside the raw library call.
@@ -68,6 +76,7 @@ let package = Package(
             name: "GatehouseUpstream",
             dependencies: [
                 "CCurl",
+                "EventLoop",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict
@@ -133,12 +142,14 @@ let package = Package(
             name: "GatehouseUpstreamTests",
             dependencies: [
                 "GatehouseUpstream",
+                "EventLoop",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"], swiftSettings: strict),
         .testTarget(
             name: "GatehouseAuthTests",
             dependencies: ["GatehouseAuth", "JOSE"],

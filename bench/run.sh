@@ -2,6 +2,12 @@
 # Throughput and latency of gatehouse next to its peers, in one run, with wrk:
 #
 #   plain     nginx vs gatehouse (GATEHOUSE_AUTH=off), both plain reverse proxies
+#   curl-floor  nginx vs curl_fwd vs gatehouse (GATEHOUSE_AUTH=off): curl_fwd is
+#             bench/curl_forwarder.c, a minimal one-thread libevent + libcurl (multi_socket)
+#             forwarder in C, compiled here with cc (needs libcurl4-openssl-dev, libevent-dev):
+#             the least CPU any libcurl-based proxy spends per request on this machine. The
+#             target: gatehouse's CPU per request at most 1.3x curl_fwd's. Without a gatehouse
+#             binary this scenario measures nginx and curl_fwd only, and says so.
 #   floor     nginx as a reverse proxy vs gatehouse's admin /healthz: HummingbirdCore answering
 #             on its own, nothing forwarded, no curl — the ceiling for any proxy built on it
 #   repeated  Envoy jwt_authn vs gatehouse, JWT verification on, one token for every request
@@ -24,14 +30,16 @@
 #   GATEHOUSE_BIN          gatehouse binary               (default .build/release/gatehouse)
 #   ENVOY_BIN              envoy binary                   (default .venv/bin/envoy, else envoy on PATH)
 #   BENCH_PYTHON           Python with PyJWT              (default .venv/bin/python, else python3)
-#   BENCH_SCENARIOS        which scenarios, comma list    (default plain,floor,repeated,distinct)
+#   BENCH_SCENARIOS        which scenarios, comma list    (default plain,curl-floor,floor,repeated,distinct)
 #   BENCH_SECONDS          length of one wrk run          (default 10)
-#   BENCH_ROUNDS           pairs per scenario             (default 3; order alternates; median reported)
+#   BENCH_ROUNDS           rounds per scenario, each target once per round (default 3; order
+#                          alternates; median reported)
 #   BENCH_CONNECTIONS      wrk connections                (default 64; wrk threads: 2)
 #   BENCH_DISTINCT_TOKENS  tokens in the distinct scenario (default 20000)
 #   BENCH_ACCESS_LOG       on: every proxy writes an access log line per request to a file
 #                          (nginx access_log, Envoy file access log, gatehouse at log level
-#                          info); off: none does (gatehouse at level warning)   (default on)
+#                          info); off: none does (gatehouse at level warning)   (default on;
+#                          curl_fwd, a floor, never logs)
 #   ENVOY_JWT_CACHE_SIZE   Envoy's jwt_cache_config.jwt_cache_size, per worker  (default 100,
 #                          Envoy's own default)
 #   Other GATEHOUSE_* variables reach gatehouse unchanged (e.g. GATEHOUSE_TOKEN_CACHE_SIZE).
@@ -55,7 +63,7 @@ BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
 BENCH_DISTINCT_TOKENS=${BENCH_DISTINCT_TOKENS:-20000}
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-plain,floor,repeated,distinct}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-plain,curl-floor,floor,repeated,distinct}
 BENCH_ACCESS_LOG=${BENCH_ACCESS_LOG:-on}
 ENVOY_JWT_CACHE_SIZE=${ENVOY_JWT_CACHE_SIZE:-100}
 export BENCH_THREADS=2 # also read by bench/tokens.lua
@@ -74,12 +82,13 @@ die() {
 [[ $BENCH_ACCESS_LOG == on || $BENCH_ACCESS_LOG == off ]] || die "BENCH_ACCESS_LOG must be on or off"
 
 scenarios=()
-want_plain=0 want_auth=0
+want_plain=0 want_auth=0 want_curl_fwd=0
 for name in ${BENCH_SCENARIOS//,/ }; do
     case $name in
     plain | floor) want_plain=1 ;;
+    curl-floor) want_plain=1 want_curl_fwd=1 ;;
     repeated | distinct) want_auth=1 ;;
-    *) die "unknown scenario '$name' in BENCH_SCENARIOS (plain, floor, repeated, distinct)" ;;
+    *) die "unknown scenario '$name' in BENCH_SCENARIOS (plain, curl-floor, floor, repeated, distinct)" ;;
     esac
     [[ " ${scenarios[*]} " == *" $name "* ]] || scenarios+=("$name")
 done
@@ -88,7 +97,14 @@ done
 for tool in nginx wrk curl python3 awk; do
     command -v "$tool" >/dev/null || die "$tool is not installed"
 done
-[[ -x $GATEHOUSE_BIN ]] || die "no gatehouse binary at $GATEHOUSE_BIN (swift build -c release, or set GATEHOUSE_BIN)"
+# curl-floor alone can run without gatehouse (nginx and curl_fwd only); the others cannot.
+have_gatehouse=1
+if [[ ! -x $GATEHOUSE_BIN ]]; then
+    [[ ${scenarios[*]} == curl-floor ]] ||
+        die "no gatehouse binary at $GATEHOUSE_BIN (swift build -c release, or set GATEHOUSE_BIN)"
+    have_gatehouse=0
+    echo "bench: NOTE: no gatehouse binary at $GATEHOUSE_BIN: curl-floor measures nginx and curl_fwd only" >&2
+fi
 
 if ((want_auth)); then
     if [[ -z ${ENVOY_BIN:-} ]]; then
@@ -119,6 +135,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# bench/curl_forwarder.c (scenario curl-floor), compiled once; prints why not when it cannot be.
+curl_forwarder_bin() {
+    if [[ ! -x $tmp/curl_forwarder ]] && ! cc -O2 -o "$tmp/curl_forwarder" bench/curl_forwarder.c \
+        -levent_core -lcurl 2>"$tmp/curl_forwarder.err"; then
+        echo "curl_forwarder: bench/curl_forwarder.c could not be compiled (cc, libcurl4-openssl-dev, libevent-dev; scripts/install-deps.sh): $(head -c 300 "$tmp/curl_forwarder.err")"
+        return 1
+    fi
+}
+# Before anything starts: a scenario asked for must be able to run.
+if ((want_curl_fwd)) && ! curl_fwd_problem=$(curl_forwarder_bin); then
+    die "$curl_fwd_problem"
+fi
+
 # Stop one process started here and forget it.
 stop() { # $1: pid
     local pid keep=()
@@ -134,10 +163,10 @@ results="bench/results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$results"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# Eight free loopback ports, held open together so they differ.
-read -r upstream_port nginx_port gh_plain_port gh_plain_admin envoy_port envoy_admin gh_auth_port gh_auth_admin nio_floor_port < <(python3 -c '
+# Free loopback ports, held open together so they differ.
+read -r upstream_port nginx_port gh_plain_port gh_plain_admin envoy_port envoy_admin gh_auth_port gh_auth_admin nio_floor_port curl_fwd_port < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(9)]
+socks = [socket.socket() for _ in range(10)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -416,15 +445,21 @@ run_wrk() {
         "${script[@]}" "${url[$target]}" >"$out"
 }
 
-# $1: scenario, $2 and $3: the two targets
+# $1: scenario, then its targets (two or more): odd rounds take them in the order given, even
+# rounds in the reverse order.
 measure() {
-    local scenario=$1 round target out rps p50 p99 requests before after order
+    local scenario=$1 round target out rps p50 p99 requests before after order i
+    shift
+    local targets=("$@")
     echo "bench: $scenario: warming up (${WARMUP_SECONDS} s each)"
-    for target in "$2" "$3"; do
+    for target in "${targets[@]}"; do
         run_wrk "$scenario" "$target" "$results/$scenario-warmup-$target.txt" "$WARMUP_SECONDS"
     done
     for ((round = 1; round <= BENCH_ROUNDS; round++)); do
-        if ((round % 2)); then order=("$2" "$3"); else order=("$3" "$2"); fi
+        order=()
+        for ((i = 0; i < ${#targets[@]}; i++)); do
+            if ((round % 2)); then order+=("${targets[i]}"); else order=("${targets[i]}" "${order[@]}"); fi
+        done
         for target in "${order[@]}"; do
             out="$results/$scenario-round$round-$target.txt"
             echo "bench: $scenario: round $round/$BENCH_ROUNDS: $target (${BENCH_SECONDS}s)"
@@ -482,12 +517,22 @@ if ((want_auth)); then
         die "the upstream does not serve the JWKS at $origin/api/auth/jwks"
 fi
 
-# nginx as a reverse proxy and gatehouse without verification, both ready.
+# The targets of a scenario, in measuring order; the last one is gatehouse, if measured.
+targets_of() { # $1: scenario
+    case $1 in
+    plain | floor) echo "nginx gatehouse" ;;
+    curl-floor) echo "nginx curl_fwd$( ((have_gatehouse)) && echo ' gatehouse')" ;;
+    *) echo "envoy gatehouse" ;;
+    esac
+}
+
+# nginx as a reverse proxy and gatehouse without verification (if there is a binary), ready.
 start_plain_pair() {
     start_nginx proxy
     pid_of[nginx]=${pids[-1]}
     url[nginx]="http://127.0.0.1:$nginx_port/"
     wait_for proxy "${pid_of[nginx]}" "${url[nginx]}"
+    ((have_gatehouse)) || return 0
     start_gatehouse gatehouse-plain "$gh_plain_port" "$gh_plain_admin" GATEHOUSE_AUTH=off
     pid_of[gatehouse]=${pids[-1]}
     wait_for gatehouse-plain "${pid_of[gatehouse]}" "http://127.0.0.1:$gh_plain_admin/readyz"
@@ -589,6 +634,23 @@ for scenario in "${scenarios[@]}"; do
         stop "${pid_of[nginx]}"
         stop "${pid_of[gatehouse]}"
         ;;
+    curl-floor)
+        start_plain_pair
+        "$tmp/curl_forwarder" "$curl_fwd_port" "$origin" >"$tmp/curl_fwd.out" 2>&1 &
+        pids+=("$!")
+        pid_of[curl_fwd]=${pids[-1]}
+        url[curl_fwd]="http://127.0.0.1:$curl_fwd_port/"
+        wait_for curl_fwd "${pid_of[curl_fwd]}" "${url[curl_fwd]}"
+        url[gatehouse]="http://127.0.0.1:$gh_plain_port/"
+        read -r -a curl_floor_targets <<<"$(targets_of curl-floor)"
+        for target in "${curl_floor_targets[@]}"; do
+            expect_status "$target" 200 "without a token (no verification)"
+        done
+        measure curl-floor "${curl_floor_targets[@]}"
+        for target in "${curl_floor_targets[@]}"; do
+            stop "${pid_of[$target]}"
+        done
+        ;;
     floor)
         start_plain_pair
         url[gatehouse]="http://127.0.0.1:$gh_plain_admin/healthz"
@@ -657,9 +719,6 @@ done
 # report
 
 declare -A rps_med p50_med p99_med cpu_med
-targets_of() { # $1: scenario
-    if [[ $1 == plain || $1 == floor ]]; then echo "nginx gatehouse"; else echo "envoy gatehouse"; fi
-}
 for scenario in "${scenarios[@]}"; do
     for target in $(targets_of "$scenario"); do
         key=$scenario/$target
@@ -678,7 +737,13 @@ done
     echo "wrk -t$BENCH_THREADS -c$BENCH_CONNECTIONS -d${BENCH_SECONDS}s --latency, $BENCH_ROUNDS round(s) per scenario, order alternating, median shown"
     echo "machine: $(nproc) cores, load average before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //')"
-    echo "gatehouse: $("$GATEHOUSE_BIN" --version 2>/dev/null || echo '?') ($GATEHOUSE_BIN), commit $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD -- Sources Package.swift 2>/dev/null || echo ' + uncommitted changes')"
+    if ((!have_gatehouse)); then
+        echo "gatehouse: NOT MEASURED, no binary at $GATEHOUSE_BIN (swift build -c release, or set GATEHOUSE_BIN)"
+    else echo "gatehouse: $("$GATEHOUSE_BIN" --version 2>/dev/null || echo '?') ($GATEHOUSE_BIN), commit $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD -- Sources Package.swift 2>/dev/null || echo ' + uncommitted changes')"
+    fi
+    if ((want_curl_fwd)); then
+        echo "curl_fwd: bench/curl_forwarder.c, libcurl $(curl-config --version 2>/dev/null | sed 's/^libcurl //' || echo '?'), libevent $(pkg-config --modversion libevent_core 2>/dev/null || echo '?'); one process, one thread, no access log"
+    fi
     if ((want_auth)); then
         echo "envoy: $envoy_version ($ENVOY_BIN), default concurrency (one worker per core), jwt_cache_size $ENVOY_JWT_CACHE_SIZE per worker"
         echo "auth: EdDSA (Ed25519) JWKS with one key served by the upstream; repeated = 1 token; distinct = $BENCH_DISTINCT_TOKENS tokens in turn (gatehouse token cache: ${GATEHOUSE_TOKEN_CACHE_SIZE:-10000}, LRU)"
@@ -693,31 +758,44 @@ done
         echo "logging: access logs off on every proxy (gatehouse GATEHOUSE_LOG_LEVEL=$gatehouse_level)"
     fi
     echo
-    printf '%-9s %-10s %11s %8s %8s %12s\n' scenario target "requests/s" "p50 ms" "p99 ms" "cpu us/req"
+    printf '%-10s %-10s %11s %8s %8s %12s\n' scenario target "requests/s" "p50 ms" "p99 ms" "cpu us/req"
     for scenario in "${scenarios[@]}"; do
         for target in $(targets_of "$scenario"); do
             key=$scenario/$target
-            printf '%-9s %-10s %11s %8s %8s %12s\n' "$scenario" "$target" \
+            printf '%-10s %-10s %11s %8s %8s %12s\n' "$scenario" "$target" \
                 "${rps_med[$key]}" "${p50_med[$key]}" "${p99_med[$key]}" "${cpu_med[$key]}"
         done
     done
     echo
-    for scenario in "${scenarios[@]}"; do
-        read -r peer _ <<<"$(targets_of "$scenario")"
-        awk -v s="$scenario" -v p="$peer" \
-            -v gr="${rps_med[$scenario/gatehouse]}" -v pr="${rps_med[$scenario/$peer]}" \
-            -v g99="${p99_med[$scenario/gatehouse]}" -v p99="${p99_med[$scenario/$peer]}" \
-            -v gc="${cpu_med[$scenario/gatehouse]}" -v pc="${cpu_med[$scenario/$peer]}" 'BEGIN {
-                printf "%-9s gatehouse/%s: throughput %.2f, p99 %.2f, cpu per request %.2f\n", s, p,
-                    (pr > 0 ? gr / pr : 0), (p99 > 0 ? g99 / p99 : 0), (pc > 0 ? gc / pc : 0)
+    # $1: scenario, $2: target, $3: its peer; then an optional note after the line
+    ratios() {
+        awk -v s="$1" -v t="$2" -v p="$3" -v note="${4:-}" \
+            -v gr="${rps_med[$1/$2]}" -v pr="${rps_med[$1/$3]}" \
+            -v g99="${p99_med[$1/$2]}" -v p99="${p99_med[$1/$3]}" \
+            -v gc="${cpu_med[$1/$2]}" -v pc="${cpu_med[$1/$3]}" 'BEGIN {
+                printf "%-10s %s/%s: throughput %.2f, p99 %.2f, cpu per request %.2f%s\n", s, t, p,
+                    (pr > 0 ? gr / pr : 0), (p99 > 0 ? g99 / p99 : 0), (pc > 0 ? gc / pc : 0), note
             }'
+    }
+    for scenario in "${scenarios[@]}"; do
+        if [[ $scenario == curl-floor ]]; then
+            ratios curl-floor curl_fwd nginx
+            if ((have_gatehouse)); then
+                ratios curl-floor gatehouse curl_fwd "$(awk -v g="${cpu_med[curl-floor/gatehouse]}" -v f="${cpu_med[curl-floor/curl_fwd]}" \
+                    'BEGIN { printf " (target: cpu per request <= 1.30x curl_fwd: %s)", (f > 0 && g / f <= 1.3 ? "met" : "NOT MET") }')"
+                ratios curl-floor gatehouse nginx
+            fi
+            continue
+        fi
+        read -r peer _ <<<"$(targets_of "$scenario")"
+        ratios "$scenario" gatehouse "$peer"
     done
     echo
     echo "per round (round 1, 2, ...): requests/s | p99 ms"
     for scenario in "${scenarios[@]}"; do
         for target in $(targets_of "$scenario"); do
             key=$scenario/$target
-            printf '%-9s %-10s %s| %s\n' "$scenario" "$target" "${rps_list[$key]}" "${p99_list[$key]}"
+            printf '%-10s %-10s %s| %s\n' "$scenario" "$target" "${rps_list[$key]}" "${p99_list[$key]}"
         done
     done
     if ((want_auth)); then
@@ -731,6 +809,12 @@ done
             awk -v f="$(cat "$tmp/forward-rps")" -v e="${rps_med[repeated/envoy]}" -v g="${rps_med[repeated/gatehouse]}" \
                 'BEGIN { printf "floor for repeated: cheapest forwarder / Envoy requests/s = %.2fx (gatehouse / Envoy = %.2fx; target 1.2x)\n", f / e, g / e }'
         fi
+    fi
+    if ((want_curl_fwd)); then
+        echo "(curl-floor: 'curl_fwd' is bench/curl_forwarder.c, one libevent loop driving libcurl's multi_socket interface: the same upstream"
+        echo " request (method, path, the client's headers), the upstream's status and body back; no access log, no X-Forwarded-* or request id,"
+        echo " no upstream response headers relayed, no request bodies: the least CPU per request any libcurl-based proxy spends here)"
+        ((have_gatehouse)) || echo "(curl-floor: gatehouse NOT MEASURED: no binary at $GATEHOUSE_BIN)"
     fi
     if [[ " ${scenarios[*]} " == *" floor "* ]]; then
         echo "(floor: 'gatehouse' is its admin listener's /healthz — HummingbirdCore alone, nothing proxied)"

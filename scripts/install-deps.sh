@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [build|bench]   (build is the default)
 set -euo pipefail
 
-packages=(libcurl4-openssl-dev libssl-dev libsodium-dev pkg-config python3-venv shellcheck)
+packages=(libcurl4-openssl-dev libssl-dev libsodium-dev libevent-dev pkg-config python3-venv shellcheck)
 if [[ "${1:-build}" == "bench" ]]; then
     packages+=(wrk nginx valgrind)
 fi

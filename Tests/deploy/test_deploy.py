@@ -116,7 +116,7 @@ def test_gatehouse_image_build_stage():
         "the Swift image is older than Package.swift's tools version"
     )
     runs = " ".join(rest for keyword, rest in build if keyword == "RUN")
-    for package in ("libcurl4-openssl-dev", "libssl-dev", "libsodium-dev", "pkg-config"):
+    for package in ("libcurl4-openssl-dev", "libssl-dev", "libsodium-dev", "libevent-dev", "pkg-config"):
         assert package in runs
     assert re.search(r"swift build -c release --static-swift-stdlib --product gatehouse", runs)
     # Everything the build stage copies exists (a fresh clone has no Package.resolved: globbed).
@@ -138,7 +138,7 @@ def test_gatehouse_image_runtime_stage():
     apt = next(rest for rest in instructions["RUN"] if "apt-get install" in rest)
     assert "--no-install-recommends" in apt and "rm -rf /var/lib/apt/lists/*" in apt
     installed = set(apt.split("--no-install-recommends", 1)[1].split("&&", 1)[0].split())
-    assert installed == {"libcurl4", "libssl3", "libsodium23", "ca-certificates"}
+    assert installed == {"libcurl4", "libssl3", "libsodium23", "libevent-core-2.1-7", "ca-certificates"}
 
     user = instructions["USER"][-1]
     assert re.fullmatch(r"10001(:10001)?", user), "run as the fixed non-root uid 10001"

@@ -1,0 +1,23 @@
+#ifndef GATEHOUSE_CEVENT_SHIM_H
+#define GATEHOUSE_CEVENT_SHIM_H
+// libevent 2.1 (Debian 12: libevent-dev), core part only: event_base, events, timers.
+//
+// Why the system headers come first: event2/event-config.h defines _GNU_SOURCE, which changes
+// how glibc declares fd_set; included after it, Swift would see two different fd_set types
+// (this module's and Glibc's) and refuse to build. Included first, there is one definition.
+#include <sys/types.h>
+#include <sys/time.h>
+#include <sys/select.h>
+#include <sys/eventfd.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <netdb.h>
+
+#include <event2/event.h>
+
+/// libevent's `evutil_socket_t` is a macro (`int` on Linux), which Swift does not import.
+typedef int gh_socket_t;
+
+static const int GH_EFD_NONBLOCK = EFD_NONBLOCK;
+static const int GH_EFD_CLOEXEC = EFD_CLOEXEC;
+#endif

@@ -1,0 +1,242 @@
+import CEvent
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+// One event loop per worker thread, over libevent 2.1 (the dispatcher Envoy is built on).
+//
+// Ownership (the rule every type here follows): an `EventLoop` and everything registered with
+// it — `IOWatcher`, `LoopTimer`, `LoopWaker`'s reading side — belong to the one thread that
+// runs `run()`. They are created, changed, fired and released on that thread only. The only
+// cross-thread entry point is `LoopWaker.wake()`, which writes to an eventfd.
+//
+// This file is the only place where libevent calls into Swift. Each C callback receives its
+// Swift object as an *unretained* pointer (`Unmanaged.passUnretained`). That is sound because
+// every object frees its libevent `event` in `deinit` (or earlier, in `cancel()`): once the
+// Swift object is gone, libevent holds no event that could call back with its pointer. While a
+// callback runs, the object is held strongly by the callback's local reference.
+
+/// Why a loop could not be made.
+public struct EventLoopError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+}
+
+/// One libevent `event_base`, run by one thread.
+///
+/// The loop runs callbacks in batches (one `event_base_loop(EVLOOP_ONCE)` each) and, after each
+/// batch, calls `batchEnded` once. That hook is where work that must not run inside a callback
+/// goes — libcurl's timer expiry (`curl_multi_socket_action(CURL_SOCKET_TIMEOUT)` may not be
+/// called from curl's own timer callback) and closing connections found dead during the batch.
+public final class EventLoop {
+    let base: OpaquePointer
+    private var stopped = false
+
+    /// Called on the loop thread after every batch of callbacks. Set it once, before `run()`.
+    public var batchEnded: (() -> Void)?
+
+    public init() throws(EventLoopError) {
+        guard let config = event_config_new() else { throw EventLoopError(description: "event_config_new failed") }
+        defer { event_config_free(config) }
+        // One thread owns the base: libevent's own locking is not wanted (and not initialised).
+        event_config_set_flag(config, Int32(EVENT_BASE_FLAG_NOLOCK.rawValue))
+        // epoll's change list folds a del+add of one fd in one batch into nothing, which is what
+        // a connection that stops and restarts reading within a batch does.
+        event_config_set_flag(config, Int32(EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST.rawValue))
+        guard let base = event_base_new_with_config(config) else {
+            throw EventLoopError(description: "event_base_new_with_config failed")
+        }
+        self.base = base
+    }
+
+    deinit {
+        event_base_free(base)
+    }
+
+    /// Runs batches until `stop()`. Returns when stopped, or when nothing is registered at all.
+    public func run() {
+        stopped = false
+        while !stopped {
+            let result = event_base_loop(base, EVLOOP_ONCE)
+            batchEnded?()
+            if result != 0 { break }  // 1: no events registered; -1: a backend error
+        }
+    }
+
+    /// Makes `run()` return after the current batch. Loop thread only.
+    public func stop() {
+        stopped = true
+        event_base_loopbreak(base)
+    }
+
+    /// The loop's backend method (`epoll` on Linux), for logs and tests.
+    public var backend: String { String(cString: event_base_get_method(base)) }
+}
+
+// MARK: - File descriptors
+
+/// Receives readiness of one file descriptor. Implemented by the owner of an `IOWatcher`.
+public protocol IOReadinessHandler: AnyObject {
+    func ioReady(_ watcher: IOWatcher, readable: Bool, writable: Bool)
+}
+
+/// Read and write interest in one file descriptor, as two persistent libevent events (so each
+/// direction is switched on and off on its own without rebuilding the other).
+///
+/// Invariant: `handler` owns this watcher (holds the only strong reference to it), so the handler
+/// outlives it; the reference back is therefore `unowned(unsafe)`, which costs nothing per event.
+/// The watcher does not own `fd`: the handler closes it, after `cancel()`.
+public final class IOWatcher {
+    public let fd: Int32
+    private unowned(unsafe) let handler: any IOReadinessHandler
+    private var readEvent: OpaquePointer?
+    private var writeEvent: OpaquePointer?
+
+    public private(set) var wantsRead = false
+    public private(set) var wantsWrite = false
+
+    public init(loop: EventLoop, fd: Int32, handler: any IOReadinessHandler) {
+        self.fd = fd
+        self.handler = handler
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        readEvent = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), ioCallback, me)
+        writeEvent = event_new(loop.base, fd, Int16(EV_WRITE | EV_PERSIST), ioCallback, me)
+        precondition(readEvent != nil && writeEvent != nil, "event_new failed (out of memory)")
+    }
+
+    deinit { cancel() }
+
+    /// Switches read interest on or off (no system call when unchanged).
+    public func setRead(_ on: Bool) {
+        guard on != wantsRead, let readEvent else { return }
+        wantsRead = on
+        _ = on ? event_add(readEvent, nil) : event_del(readEvent)
+    }
+
+    /// Switches write interest on or off (no system call when unchanged).
+    public func setWrite(_ on: Bool) {
+        guard on != wantsWrite, let writeEvent else { return }
+        wantsWrite = on
+        _ = on ? event_add(writeEvent, nil) : event_del(writeEvent)
+    }
+
+    /// Forgets the descriptor: no callback after this returns. Call before closing `fd`, so the
+    /// backend never watches a number the kernel may hand out again.
+    public func cancel() {
+        if let readEvent { event_free(readEvent) }
+        if let writeEvent { event_free(writeEvent) }
+        readEvent = nil
+        writeEvent = nil
+        wantsRead = false
+        wantsWrite = false
+    }
+
+    fileprivate func fire(_ what: Int16) {
+        handler.ioReady(self, readable: what & Int16(EV_READ) != 0, writable: what & Int16(EV_WRITE) != 0)
+    }
+}
+
+private func ioCallback(_ fd: gh_socket_t, _ what: Int16, _ argument: UnsafeMutableRawPointer?) {
+    guard let argument else { return }
+    Unmanaged<IOWatcher>.fromOpaque(argument).takeUnretainedValue().fire(what)
+}
+
+// MARK: - Timers
+
+/// Receives a `LoopTimer`'s expiry. Implemented by the timer's owner.
+public protocol LoopTimerHandler: AnyObject {
+    func timerFired(_ timer: LoopTimer)
+}
+
+/// A one-shot timer on the loop; re-arm it to fire again. Same ownership invariant as
+/// `IOWatcher`: the handler owns the timer.
+public final class LoopTimer {
+    private unowned(unsafe) let handler: any LoopTimerHandler
+    private var event: OpaquePointer?
+    public private(set) var isArmed = false
+
+    public init(loop: EventLoop, handler: any LoopTimerHandler) {
+        self.handler = handler
+        event = event_new(loop.base, -1, 0, timerCallback, Unmanaged.passUnretained(self).toOpaque())
+        precondition(event != nil, "event_new failed (out of memory)")
+    }
+
+    deinit {
+        if let event { event_free(event) }
+    }
+
+    /// Fires once after `milliseconds` (0: in the next batch). Re-arming replaces the deadline.
+    public func arm(milliseconds: Int) {
+        guard let event else { return }
+        var delay = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
+        event_add(event, &delay)
+        isArmed = true
+    }
+
+    public func disarm() {
+        guard isArmed, let event else { return }
+        event_del(event)
+        isArmed = false
+    }
+
+    fileprivate func fire() {
+        isArmed = false
+        handler.timerFired(self)
+    }
+}
+
+private func timerCallback(_ fd: gh_socket_t, _ what: Int16, _ argument: UnsafeMutableRawPointer?) {
+    guard let argument else { return }
+    Unmanaged<LoopTimer>.fromOpaque(argument).takeUnretainedValue().fire()
+}
+
+// MARK: - Wake-ups from other threads
+
+/// Receives wake-ups on the loop thread.
+public protocol LoopWakeHandler: AnyObject {
+    func woken()
+}
+
+/// Lets another thread wake a loop (shutdown, a new key set, a finished key fetch): an eventfd
+/// the loop reads. Wake-ups that arrive before the loop reads coalesce into one `woken()` call;
+/// the handler looks at shared state (atomics) to see what changed.
+public final class LoopWaker: IOReadinessHandler {
+    /// Thread-safe handle to `wake()` the loop from anywhere. It only writes to the eventfd,
+    /// which the kernel makes safe from any thread; the descriptor stays open until the
+    /// `LoopWaker` is gone, so callers must stop using their `Remote` before that (a worker's
+    /// waker lives as long as the process).
+    public struct Remote: Sendable {
+        let fd: Int32
+        public func wake() {
+            var one: UInt64 = 1
+            _ = write(fd, &one, 8)
+        }
+    }
+
+    private unowned(unsafe) let handler: any LoopWakeHandler
+    private let fd: Int32
+    private var watcher: IOWatcher?
+
+    public init(loop: EventLoop, handler: any LoopWakeHandler) throws(EventLoopError) {
+        fd = eventfd(0, GH_EFD_NONBLOCK | GH_EFD_CLOEXEC)
+        guard fd >= 0 else { throw EventLoopError(description: "eventfd failed: errno \(errno)") }
+        self.handler = handler
+        watcher = IOWatcher(loop: loop, fd: fd, handler: self)
+        watcher?.setRead(true)
+    }
+
+    deinit {
+        watcher?.cancel()
+        close(fd)
+    }
+
+    public var remote: Remote { Remote(fd: fd) }
+
+    public func ioReady(_ watcher: IOWatcher, readable: Bool, writable: Bool) {
+        var count: UInt64 = 0
+        _ = read(fd, &count, 8)
+        handler.woken()
+    }
+}
