@@ -33,6 +33,7 @@ test: deps venv
 	scripts/check-standalone.sh
 	swift build --build-tests
 	swift test --skip-build
+	HTTP1_PROBE=$$(swift build --show-bin-path)/http1-probe $(PY) -m pytest Tests/differential -q -p no:cacheprovider
 	FUZZ_REPLAY_SCRATCH=.build scripts/fuzz.sh --replay
 	scripts/fuzz.sh $(or $(TEST_FUZZ_SECONDS),15)
 	$(PY) -m pytest Tests/deploy -q -p no:cacheprovider

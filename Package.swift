@@ -6,6 +6,7 @@ import PackageDescription
 /// Layers (each target has one job; lower layers never import higher ones):
 /// - `CCurl`: the libcurl system library plus `static inline` wrappers for its variadic calls.
 /// - `CEvent`, `EventLoop`: libevent 2.1 and the one thin Swift wrapper over it (the new core).
+/// - `HTTP1`: pure, resumable HTTP/1.1 request parsing (RFC 9112); no I/O, no C; fuzzed.
 /// - `GatehouseUpstream`: the only code that touches curl. One thread drives one multi handle.
 /// - `JOSE`: pure JWS/JWK/JWT verification on libcrypto (+ libsodium for Ed25519); no I/O.
 /// - `GatehouseAuth`: the JWKS cache, the verified-token cache and the per-request decision.
@@ -54,6 +55,10 @@ let package = Package(
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"])]
         ),
+        // Pure HTTP/1.1 request parsing: a resumable state machine over bytes; no I/O, no C.
+        .target(name: "HTTP1", swiftSettings: strict),
+        // Reads raw requests and prints how `HTTP1` frames them (the differential test's probe).
+        .executableTarget(name: "http1-probe", dependencies: ["HTTP1"]),
         // One event loop (libevent): fd watchers, timers, wake-ups; the only loop callbacks from C.
         .target(name: "EventLoop", dependencies: ["CEvent"], swiftSettings: strict),
         // Pure JWS/JWK/JWT verification: no I/O, no logging.
@@ -72,6 +77,7 @@ let package = Package(
         .target(name: "FuzzSupport", path: "Fuzz/Support"),
         .executableTarget(name: "FuzzTokenParser", dependencies: ["JOSE", "FuzzSupport"], path: "Fuzz/TokenParser"),
         .executableTarget(name: "FuzzJWKSParser", dependencies: ["JOSE", "FuzzSupport"], path: "Fuzz/JWKSParser"),
+        .executableTarget(name: "FuzzHTTP1Parser", dependencies: ["HTTP1", "FuzzSupport"], path: "Fuzz/HTTP1Parser"),
         .target(
             name: "GatehouseUpstream",
             dependencies: [
@@ -108,6 +114,9 @@ let package = Package(
             dependencies: [
                 "GatehouseAuth",
                 "GatehouseUpstream",
+                "HTTP1",
+                "EventLoop",
+                "CEvent",
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -149,6 +158,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: strict),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"], swiftSettings: strict),
         .testTarget(
             name: "GatehouseAuthTests",

@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # name:corpus-dir:max_len
-TARGETS=("TokenParser:token:20000" "JWKSParser:jwks:65536")
+TARGETS=("TokenParser:token:20000" "JWKSParser:jwks:65536" "HTTP1Parser:http1:16384")
 
 usage() {
     sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'

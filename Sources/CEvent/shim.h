@@ -18,6 +18,12 @@
 /// libevent's `evutil_socket_t` is a macro (`int` on Linux), which Swift does not import.
 typedef int gh_socket_t;
 
+// Two Linux calls glibc declares only under _GNU_SOURCE, which Swift's Glibc module does not
+// define: declared here under our own names, bound to the same symbols.
+struct sockaddr;
+extern int gh_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) __asm__("accept4");
+extern int gh_sched_getaffinity(int pid, size_t size, void *mask) __asm__("sched_getaffinity");
+
 static const int GH_EFD_NONBLOCK = EFD_NONBLOCK;
 static const int GH_EFD_CLOEXEC = EFD_CLOEXEC;
 #endif

@@ -82,6 +82,19 @@ public final class Authenticator: Sendable {
     }
 
     public func authenticate(token: Substring) async -> Outcome {
+        if let outcome = authenticateWithKeysInHand(token: token) { return outcome }
+        // Only an unknown kid gets here: one guarded refetch, then a second try.
+        guard case .ready(let refreshed) = await jwks.keysAfterUnknownKid() else { return .keysUnavailable }
+        // The fetch may have taken up to the fetch timeout: judge exp against the time the
+        // request is let through, not the time it arrived.
+        return finish(token.utf8, verifier.verify(token: token.utf8, keys: refreshed, now: Self.now()), keys: refreshed)
+    }
+
+    /// The decision that needs no waiting: keys in hand, cache, signature and claims. Returns
+    /// nil only when the token names a `kid` the current key set lacks, so that only a JWKS
+    /// refetch can decide (`authenticate` does it; the event-loop core parks the request and
+    /// calls `authenticate` off the loop).
+    public func authenticateWithKeysInHand(token: Substring) -> Outcome? {
         let bytes = token.utf8
         // Bound the work before hashing: an oversized token is malformed whatever it holds.
         guard bytes.count <= settings.verifier.maxTokenBytes else { return .rejected(.malformed) }
@@ -95,22 +108,22 @@ public final class Authenticator: Sendable {
         {
             return .allowed(identityHeaders: hit.identityHeaders, sub: hit.sub, claims: hit.claims, cached: true)
         }
-        var keySet = keys
-        var result = verifier.verify(token: bytes, keys: keySet, now: now)
-        if case .failure(let failure) = result, failure.reason == .unknownKey {
-            guard case .ready(let refreshed) = await jwks.keysAfterUnknownKid() else { return .keysUnavailable }
-            keySet = refreshed
-            // The fetch may have taken up to the fetch timeout: judge exp against the time
-            // the request is let through, not the time it arrived.
-            result = verifier.verify(token: bytes, keys: keySet, now: Self.now())
-        }
+        let result = verifier.verify(token: bytes, keys: keys, now: now)
+        if case .failure(let failure) = result, failure.reason == .unknownKey { return nil }
+        return finish(bytes, result, keys: keys, digest: digest)
+    }
+
+    private func finish(
+        _ bytes: Substring.UTF8View, _ result: Result<VerifiedToken, VerificationFailure>, keys: JWKSet,
+        digest: TokenCache.Digest? = nil
+    ) -> Outcome {
         switch result {
         case .failure(let failure):
             return .rejected(Rejection(failure.reason))
         case .success(let verified):
             let headers = identityHeaders(for: verified)
-            tokenCache.insert(digest, .init(
-                exp: verified.exp, kid: verified.kid, key: keySet.key(for: verified.kid), identityHeaders: headers,
+            tokenCache.insert(digest ?? TokenCache.Digest(SHA256.hash(bytes)), .init(
+                exp: verified.exp, kid: verified.kid, key: keys.key(for: verified.kid), identityHeaders: headers,
                 sub: verified.sub, claims: verified.claims))
             return .allowed(identityHeaders: headers, sub: verified.sub, claims: verified.claims, cached: false)
         }

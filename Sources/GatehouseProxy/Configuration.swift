@@ -19,6 +19,18 @@ public struct GatehouseConfiguration: Sendable {
     public var headerReadTimeout: Duration
     /// Open client connections at most (tunnels and streams included); past it new ones wait.
     public var maxConnections = 10_000
+    /// Event-loop workers (`GATEHOUSE_WORKERS`); the CPUs this process may use by default.
+    public var workers = 1
+    /// Which server core serves the proxy listener (`GATEHOUSE_CORE`), while the event-loop
+    /// core replaces the SwiftNIO one.
+    public var core = ServerCore.nio
+
+    public enum ServerCore: String, Sendable {
+        /// HummingbirdCore on SwiftNIO, with a separate curl thread (the current default).
+        case nio
+        /// One event loop per worker for client sockets and libcurl (the new core).
+        case loop
+    }
     public var shutdownDelay: Duration
     public var shutdownTimeout: Duration
     public var logLevel: Logger.Level
@@ -61,6 +73,8 @@ public struct GatehouseConfiguration: Sendable {
         ("GATEHOUSE_MAX_HEADER_BYTES", "32KiB", "largest request header block accepted (431 above)"),
         ("GATEHOUSE_HEADER_READ_TIMEOUT", "10s", "time a client has to send its request headers, and the keep-alive idle time"),
         ("GATEHOUSE_MAX_CONNECTIONS", "10000", "open client connections at most (WebSocket tunnels and streams included); past it new connections wait in the listen backlog"),
+        ("GATEHOUSE_WORKERS", "auto", "event-loop workers (GATEHOUSE_CORE=loop); auto: the CPUs this process may use (affinity, capped by the cgroup's cpu.max)"),
+        ("GATEHOUSE_CORE", "nio", "server core while the event-loop core replaces the SwiftNIO one: nio, or loop (one event loop per worker)"),
         ("GATEHOUSE_SHUTDOWN_DELAY", "5s", "after SIGTERM, time /readyz reports 503 while traffic is still served"),
         ("GATEHOUSE_SHUTDOWN_TIMEOUT", "25s", "after the delay, time in-flight requests get to finish before they are closed"),
         ("GATEHOUSE_LOG_LEVEL", "info", "trace, debug, info, notice, warning, error or critical"),
@@ -119,6 +133,10 @@ public struct GatehouseConfiguration: Sendable {
         let maxConnections = reader.value(
             "GATEHOUSE_MAX_CONNECTIONS", default: "10000", expected: "a whole number from 1 to 1000000"
         ) { Int($0).flatMap { (1...1_000_000).contains($0) ? $0 : nil } }
+        let workers = reader.value("GATEHOUSE_WORKERS", default: "auto", expected: "auto or a whole number from 1 to 256") {
+            $0 == "auto" ? CPUBudget.available() : Int($0).flatMap { (1...256).contains($0) ? $0 : nil }
+        }
+        let core = reader.value("GATEHOUSE_CORE", default: "nio", expected: "nio or loop") { ServerCore(rawValue: $0.lowercased()) }
         let delay = reader.value("GATEHOUSE_SHUTDOWN_DELAY", default: "5s", expected: DurationValue.expected, DurationValue.parse)
         let shutdownTimeout = reader.value("GATEHOUSE_SHUTDOWN_TIMEOUT", default: "25s", expected: DurationValue.expected, DurationValue.parse)
         let level = reader.value("GATEHOUSE_LOG_LEVEL", default: "info", expected: "one of trace, debug, info, notice, warning, error, critical") {
@@ -161,7 +179,7 @@ public struct GatehouseConfiguration: Sendable {
         let unknown = environment.keys.filter { $0.hasPrefix("GATEHOUSE_") && !known.contains($0) }.sorted()
 
         guard reader.problems.isEmpty, let upstream, let listen, let admin, let trusted, let timeout, let connectTimeout,
-            let idle, let maxHeader, let headerRead, let maxConnections, let delay, let shutdownTimeout, let level, let format,
+            let idle, let maxHeader, let headerRead, let maxConnections, let workers, let core, let delay, let shutdownTimeout, let level, let format,
             let auth, let publicPaths, let optionalPaths, let rules, let origins, let credentials, let preflight
         else { return .failure(ConfigurationError(problems: reader.problems)) }
         if listen == admin {
@@ -180,6 +198,8 @@ public struct GatehouseConfiguration: Sendable {
             cors: CORSPolicy(allowedOrigins: origins, allowCredentials: credentials, preflight: preflight),
             unknownVariables: unknown)
         configuration.maxConnections = maxConnections
+        configuration.workers = workers
+        configuration.core = core
         return .success(configuration)
     }
 
@@ -198,6 +218,8 @@ public struct GatehouseConfiguration: Sendable {
             ("GATEHOUSE_MAX_HEADER_BYTES", String(maxHeaderBytes)),
             ("GATEHOUSE_HEADER_READ_TIMEOUT", headerReadTimeout.settingText),
             ("GATEHOUSE_MAX_CONNECTIONS", String(maxConnections)),
+            ("GATEHOUSE_WORKERS", String(workers)),
+            ("GATEHOUSE_CORE", core.rawValue),
             ("GATEHOUSE_SHUTDOWN_DELAY", shutdownDelay.settingText),
             ("GATEHOUSE_SHUTDOWN_TIMEOUT", shutdownTimeout.settingText),
             ("GATEHOUSE_LOG_LEVEL", logLevel.rawValue),

@@ -218,11 +218,20 @@ public struct ProxyResponder: Sendable {
         } else if let length = fields[.contentLength].flatMap({ Int64($0) }) {
             body = .length(length)
         }
-        let headers = upstreamHeaders(
-            fields, authority: request.head.authority ?? "", identity: identity, requestID: requestID, peer: peer)
+        return makeUpstreamRequest(
+            method: request.method.rawValue, fields: fields, authority: request.head.authority ?? "", body: body,
+            target: path, identity: identity, requestID: requestID, peer: peer)
+    }
+
+    /// The request FastAPI receives, from a head already checked for framing (both cores).
+    func makeUpstreamRequest(
+        method: String, fields: HTTPFields, authority: String, body: UpstreamRequest.Body, target path: String,
+        identity: [(name: String, value: String)], requestID: String, peer: String?
+    ) -> UpstreamRequest {
+        let headers = upstreamHeaders(fields, authority: authority, identity: identity, requestID: requestID, peer: peer)
         return UpstreamRequest(
             origin: configuration.upstream.origin, target: configuration.upstream.pathPrefix + path,
-            method: request.method.rawValue, headers: headers, body: body)
+            method: method, headers: headers, body: body)
     }
 
     /// The header fields FastAPI receives: `Host` kept, hop-by-hop and identity fields dropped

@@ -38,53 +38,38 @@ struct Admission: Sendable {
         method: String, target: String, headers: HTTPFields, token: TokenSources.Found, policy: RoutePolicy,
         cors: CORSPolicy, verify: ((Substring) async -> Verdict)?
     ) async -> Admission {
-        // Paths the router could read two ways are refused first, preflight or not.
-        let route = verify == nil ? nil : policy.decide(method: method, target: Substring(target))
-        if case .invalidPath? = route {
-            return Admission(routeClass: "invalid_path", outcome: .refuse(.invalidPath, reason: "invalid_path"))
+        switch classify(
+            method: method, target: target, headers: headers, token: token, policy: policy, cors: cors,
+            verifies: verify != nil)
+        {
+        case .decided(let admission):
+            return admission
+        case .verify(let pending):
+            return pending.finish(await verify!(pending.token))
         }
-        // A preflight carries no credentials and no content (Fetch §4.8); one that does is an
-        // ordinary OPTIONS request and is verified like any other.
-        if token == .none, CORSPolicy.isPreflight(method: method, headers: headers), !headers.announceContent {
-            switch cors.preflight {
-            case .forward: return Admission(routeClass: "preflight", outcome: .forward(identity: [], user: nil))
-            case .reject: return Admission(routeClass: "preflight", outcome: .refuse(.preflightRejected, reason: "preflight"))
-            }
-        }
-        guard let verify, let route else {
-            return Admission(routeClass: "unauthenticated", outcome: .forward(identity: [], user: nil))
-        }
+    }
 
-        let requirements: [ClaimRequirement]
-        let routeClass: String
-        switch route {
-        case .invalidPath:
-            return Admission(routeClass: "invalid_path", outcome: .refuse(.invalidPath, reason: "invalid_path"))
-        case .publicRoute:
-            return Admission(routeClass: "public", outcome: .forward(identity: [], user: nil))
-        case .optional:
-            if token == .none {
-                return Admission(routeClass: "optional", outcome: .forward(identity: [], user: nil), authLog: "anonymous")
-            }
-            (routeClass, requirements) = ("optional", [])
-        case .protected(let required):
-            (routeClass, requirements) = ("protected", required)
-        }
+    /// What `classify` leaves to do: the token's verdict, then the route's requirements.
+    enum Step {
+        case decided(Admission)
+        case verify(PendingVerification)
+    }
 
-        func refused(_ response: ErrorResponse, _ reason: String) -> Admission {
-            let log = response.status == .unauthorized && reason != "missing" ? "invalid_token" : reason
-            return Admission(routeClass: routeClass, outcome: .refuse(response, reason: reason), authLog: log, authDecision: reason)
-        }
-        switch token {
-        case .none: return refused(.notAuthenticated, "missing")
-        case .conflicting: return refused(.tokenSentTwice, "invalid_request")
-        case .token(let token):
-            switch await verify(token) {
+    /// A decision waiting only for the token's verdict. The event-loop core gets the verdict
+    /// synchronously from the token cache or the key set in hand, and parks the request only
+    /// when an unknown `kid` needs a key fetch.
+    struct PendingVerification {
+        var token: Substring
+        var routeClass: String
+        var requirements: [ClaimRequirement]
+
+        func finish(_ verdict: Verdict) -> Admission {
+            switch verdict {
             case .refused(let response, let reason):
-                return refused(response, reason)
+                return Admission.refused(response, reason, routeClass: routeClass)
             case .allowed(let identity, let sub, let claims):
                 guard requirements.allSatisfy({ $0.isSatisfied(by: claims) }) else {
-                    var admission = refused(.forbidden, "forbidden")
+                    var admission = Admission.refused(.forbidden, "forbidden", routeClass: routeClass)
                     admission.forbiddenUser = sub
                     return admission
                 }
@@ -93,6 +78,59 @@ struct Admission: Sendable {
                     authDecision: "allowed")
             }
         }
+    }
+
+    /// Everything decided from the head alone: the route, preflight handling, the token's
+    /// presence. `verifies` is false when verification is off (`GATEHOUSE_AUTH=off`).
+    static func classify(
+        method: String, target: String, headers: HTTPFields, token: TokenSources.Found, policy: RoutePolicy,
+        cors: CORSPolicy, verifies: Bool
+    ) -> Step {
+        // Paths the router could read two ways are refused first, preflight or not.
+        let route = verifies ? policy.decide(method: method, target: Substring(target)) : nil
+        if case .invalidPath? = route {
+            return .decided(Admission(routeClass: "invalid_path", outcome: .refuse(.invalidPath, reason: "invalid_path")))
+        }
+        // A preflight carries no credentials and no content (Fetch §4.8); one that does is an
+        // ordinary OPTIONS request and is verified like any other.
+        if token == .none, CORSPolicy.isPreflight(method: method, headers: headers), !headers.announceContent {
+            switch cors.preflight {
+            case .forward: return .decided(Admission(routeClass: "preflight", outcome: .forward(identity: [], user: nil)))
+            case .reject:
+                return .decided(Admission(routeClass: "preflight", outcome: .refuse(.preflightRejected, reason: "preflight")))
+            }
+        }
+        guard let route else {
+            return .decided(Admission(routeClass: "unauthenticated", outcome: .forward(identity: [], user: nil)))
+        }
+
+        let requirements: [ClaimRequirement]
+        let routeClass: String
+        switch route {
+        case .invalidPath:
+            return .decided(Admission(routeClass: "invalid_path", outcome: .refuse(.invalidPath, reason: "invalid_path")))
+        case .publicRoute:
+            return .decided(Admission(routeClass: "public", outcome: .forward(identity: [], user: nil)))
+        case .optional:
+            if token == .none {
+                return .decided(
+                    Admission(routeClass: "optional", outcome: .forward(identity: [], user: nil), authLog: "anonymous"))
+            }
+            (routeClass, requirements) = ("optional", [])
+        case .protected(let required):
+            (routeClass, requirements) = ("protected", required)
+        }
+        switch token {
+        case .none: return .decided(refused(.notAuthenticated, "missing", routeClass: routeClass))
+        case .conflicting: return .decided(refused(.tokenSentTwice, "invalid_request", routeClass: routeClass))
+        case .token(let token):
+            return .verify(PendingVerification(token: token, routeClass: routeClass, requirements: requirements))
+        }
+    }
+
+    static func refused(_ response: ErrorResponse, _ reason: String, routeClass: String) -> Admission {
+        let log = response.status == .unauthorized && reason != "missing" ? "invalid_token" : reason
+        return Admission(routeClass: routeClass, outcome: .refuse(response, reason: reason), authLog: log, authDecision: reason)
     }
 }
 
@@ -118,6 +156,13 @@ extension ProxyResponder {
         let path = head.path ?? ""
         let found = tokenSources.find(in: head.headerFields, target: path)
         let admission = await admit(method: head.method.rawValue, path: path, headers: head.headerFields, token: found.token)
+        record(admission, in: &entry)
+        return (found.target, admission)
+    }
+
+    /// Writes a decision to the access-log entry (route class, auth result and reason, user)
+    /// and counts it in `gatehouse_auth_decisions_total`.
+    func record(_ admission: Admission, in entry: inout AccessLogEntry) {
         entry.routeClass = admission.routeClass
         entry.auth = admission.authLog
         if let decision = admission.authDecision {
@@ -125,11 +170,15 @@ extension ProxyResponder {
             if decision != "allowed" { entry.authReason = decision }
         }
         if case .forward(_, let user) = admission.outcome { entry.user = user } else { entry.user = admission.forbiddenUser }
-        return (found.target, admission)
     }
 
     func verify(_ token: Substring, with authenticator: Authenticator) async -> Admission.Verdict {
-        switch await authenticator.authenticate(token: token) {
+        verdict(for: await authenticator.authenticate(token: token))
+    }
+
+    /// The admission verdict for an authentication outcome, with the token-cache metrics.
+    func verdict(for outcome: Authenticator.Outcome) -> Admission.Verdict {
+        switch outcome {
         case .allowed(let headers, let sub, let claims, let cached):
             (cached ? metrics.tokenCacheHits : metrics.tokenCacheMisses).increment()
             return .allowed(identity: headers, sub: sub, claims: claims)

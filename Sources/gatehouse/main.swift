@@ -81,7 +81,10 @@ struct Serve: AsyncParsableCommand {
             ])
         }
         do {
-            try await GatehouseServer(configuration: configuration, logger: logger).run()
+            switch configuration.core {
+            case .nio: try await GatehouseServer(configuration: configuration, logger: logger).run()
+            case .loop: try await LoopServer(configuration: configuration, logger: logger).run()
+            }
         } catch {
             logger.critical("cannot serve", metadata: ["error": "\(error)"])
             throw ExitCode(1)

@@ -1,7 +1,9 @@
 """Fixtures for the end-to-end suite: the real upstream (uvicorn + upstream_app) and the
 real gatehouse binary, each a subprocess on free 127.0.0.1 ports.
 
-    GATEHOUSE_BIN   gatehouse binary to test (default: <repo>/.build/debug/gatehouse)
+    GATEHOUSE_BIN       gatehouse binary to test (default: <repo>/.build/debug/gatehouse)
+    E2E_GATEHOUSE_CORE  the server core every gatehouse here runs (GATEHOUSE_CORE: nio or loop;
+                        default: gatehouse's own default)
 
 Every gatehouse started here writes stdout/stderr to files under pytest's tmp dir; when a
 test fails, the tail of each running instance's logs (and the upstream's) is attached to
@@ -35,6 +37,9 @@ GATEHOUSE_BIN = Path(os.environ.get("GATEHOUSE_BIN", REPO / ".build" / "debug" /
 UPSTREAM_HTTP = os.environ.get("E2E_UPSTREAM_HTTP", "h11")
 if UPSTREAM_HTTP not in ("h11", "httptools"):
     raise SystemExit(f"E2E_UPSTREAM_HTTP must be h11 or httptools, not {UPSTREAM_HTTP!r}")
+
+# The server core under test (GATEHOUSE_CORE), while the event-loop core replaces the NIO one.
+GATEHOUSE_CORE = os.environ.get("E2E_GATEHOUSE_CORE")
 
 # Processes alive right now, whose logs are attached to a failing test's report.
 _LIVE: list["_Logged"] = []
@@ -151,6 +156,8 @@ def gatehouse_env(upstream: str, port: int, admin_port: int, **overrides: str | 
         GATEHOUSE_ADMIN_LISTEN=f"127.0.0.1:{admin_port}",
         GATEHOUSE_LOG_FORMAT="json",
     )
+    if GATEHOUSE_CORE:
+        env["GATEHOUSE_CORE"] = GATEHOUSE_CORE
     if not any(name in overrides for name in AUTH_SELECTING_VARIABLES):
         env["GATEHOUSE_AUTH"] = "off"
     for name, value in overrides.items():

@@ -1,0 +1,226 @@
+import GatehouseAuth
+import GatehouseUpstream
+import HTTP1
+import HummingbirdCore
+public import Logging
+import NIOPosix
+import Synchronization
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs gatehouse on the event-loop core (`GATEHOUSE_CORE=loop`): `GATEHOUSE_WORKERS` worker
+/// threads, each one loop for its client sockets and its libcurl multi handle (see `Worker`).
+///
+/// During the move from the SwiftNIO core, the parts off the request path stay where they
+/// were: the admin listener (`/healthz`, `/readyz`, `/metrics`) on HummingbirdCore, and JWKS
+/// fetches on the curl-thread client. The shutdown sequence is `GatehouseServer`'s: /readyz
+/// turns 503, traffic is served for `GATEHOUSE_SHUTDOWN_DELAY`, then the listeners close, idle
+/// connections close, in-flight requests get `GATEHOUSE_SHUTDOWN_TIMEOUT`, and the rest is cut.
+public struct LoopServer: Sendable {
+    public let configuration: GatehouseConfiguration
+    let logger: Logger
+
+    public init(configuration: GatehouseConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        var upstreamConfiguration = UpstreamClientConfiguration()
+        upstreamConfiguration.headersTimeoutMilliseconds = configuration.upstreamTimeout.milliseconds
+        upstreamConfiguration.connectTimeoutMilliseconds = configuration.upstreamConnectTimeout.milliseconds
+        upstreamConfiguration.idleTimeoutMilliseconds = configuration.upstreamIdleTimeout.milliseconds
+        // The curl-thread client now serves JWKS fetches only.
+        let client = UpstreamClient(configuration: upstreamConfiguration)
+        defer { client.shutdown() }
+
+        let metrics = ProxyMetrics(version: GatehouseVersion.current)
+        metrics.bootstrapMetricsSystem()
+        let authenticator = configuration.auth.map {
+            Authenticator(settings: $0, client: client, logger: self.logger) { result, duration in
+                metrics.recordJWKSFetch(result, duration: duration)
+            }
+        }
+        if authenticator == nil {
+            logger.warning("GATEHOUSE_AUTH=off: every request is forwarded without token verification")
+        }
+        let readiness = Readiness(listenerCount: 2, jwks: authenticator?.jwks)
+        let proxy = ProxyResponder(
+            configuration: configuration, client: client, authenticator: authenticator, metrics: metrics, logger: logger)
+        let shared = WorkerShared(
+            proxy: proxy, authenticator: authenticator, metrics: metrics, logger: logger,
+            parserLimits: HTTP1Limits(maxHeadBytes: configuration.maxHeaderBytes),
+            headerReadTimeoutMilliseconds: configuration.headerReadTimeout.milliseconds, upstream: upstreamConfiguration)
+
+        let count = configuration.workers
+        let listeners = try ListeningSocket.bind(configuration.listen, count: count)
+        let drainedWorkers = Mutex(0)
+        var threads: [WorkerThread] = []
+        var inboxes: [WorkerInbox] = []
+        for fd in listeners {
+            let inbox = WorkerInbox()
+            inboxes.append(inbox)
+            let started = WorkerThread.Started()
+            let thread = WorkerThread {
+                do {
+                    let worker = try Worker(shared: shared, listenFD: fd, inbox: inbox) {
+                        drainedWorkers.withLock { $0 += 1 }
+                    }
+                    started.signal(nil)
+                    worker.run()
+                } catch {
+                    started.signal("\(error)")
+                }
+            }
+            thread.start()
+            if let problem = started.wait() { throw LoopServerError(description: "worker did not start: \(problem)") }
+            threads.append(thread)
+        }
+        readiness.listenerStarted()
+        logger.info("proxy listening", metadata: [
+            "address": "\(configuration.listen)", "workers": "\(count)", "core": "loop",
+        ])
+
+        let admin = AdminResponder(readiness: readiness, metrics: metrics, jwks: authenticator?.jwks)
+        let logger = self.logger
+        let adminServer = Server(
+            childChannelSetup: HTTP1Channel(
+                responder: { request, writer, channel in try await admin.respond(to: request, writer: writer, channel: channel) },
+                configuration: .init(idleTimeout: .seconds(30))),
+            configuration: .init(address: .hostname(configuration.adminListen.host, port: configuration.adminListen.port)),
+            onServerRunning: { channel in
+                readiness.listenerStarted()
+                logger.info("admin listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
+            },
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: quietLogger())
+
+        let delay = configuration.shutdownDelay
+        let timeout = configuration.shutdownTimeout
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        enum Event: Sendable { case signal(String), stopped }
+        try await withThrowingTaskGroup(of: Event.self) { group in
+            group.addTask {
+                try await adminServer.run()
+                return .stopped
+            }
+            group.addTask {
+                for await signal in signals { return .signal("\(signal)") }
+                return .signal("none")
+            }
+            if let jwks = authenticator?.jwks {
+                group.addTask {
+                    await jwks.run()
+                    return .stopped
+                }
+            }
+            guard case .signal(let name)? = try await group.next() else {
+                group.cancelAll()
+                return
+            }
+            logger.notice("shutdown requested", metadata: [
+                "signal": "\(name)", "delay": "\(delay.settingText)", "timeout": "\(timeout.settingText)",
+            ])
+            readiness.startDraining()
+            try? await Task.sleep(for: delay)
+            logger.notice("no longer accepting connections; draining")
+            for inbox in inboxes { inbox.post(.drain) }
+            let deadline = ContinuousClock.now + timeout
+            while drainedWorkers.withLock({ $0 }) < count, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            if drainedWorkers.withLock({ $0 }) < count {
+                logger.warning("shutdown timeout reached; closing remaining connections")
+            }
+            for inbox in inboxes { inbox.post(.stop) }
+            for thread in threads { thread.join() }
+            _ = try? await adminServer.shutdownGracefully()
+            client.shutdown()
+            group.cancelAll()
+        }
+        logger.notice("stopped")
+    }
+
+    private func quietLogger() -> Logger {
+        var server = logger
+        server.logLevel = max(logger.logLevel, .notice)
+        return server
+    }
+}
+
+struct LoopServerError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// The proxy's listening sockets: one per worker, all bound to the same address with
+/// `SO_REUSEPORT` (see `Worker` for why), non-blocking, backlog 1024.
+enum ListeningSocket {
+    static func bind(_ address: ListenAddress, count: Int) throws -> [Int32] {
+        var hints = addrinfo()
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var found: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(address.host, String(address.port), &hints, &found)
+        guard status == 0, let info = found else {
+            throw LoopServerError(description: "cannot resolve listen address \(address): \(String(cString: gai_strerror(status)))")
+        }
+        defer { freeaddrinfo(found) }
+        var sockets: [Int32] = []
+        for _ in 0..<count {
+            let fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { throw LoopServerError(description: "socket() failed: errno \(errno)") }
+            var one: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+            guard Glibc.bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
+                let problem = String(cString: strerror(errno))
+                close(fd)
+                for other in sockets { close(other) }
+                throw LoopServerError(description: "cannot listen on \(address): \(problem)")
+            }
+            guard listen(fd, 1024) == 0 else {
+                close(fd)
+                for other in sockets { close(other) }
+                throw LoopServerError(description: "listen() on \(address) failed: errno \(errno)")
+            }
+            sockets.append(fd)
+        }
+        return sockets
+    }
+}
+
+/// A worker's thread: a plain pthread (no Swift concurrency on the request path).
+final class WorkerThread: @unchecked Sendable {
+    // @unchecked: `body` is immutable and read only by the new thread; `handle` is written by
+    // `start` and read by `join`, both on the thread that owns this object.
+    private let body: @Sendable () -> Void
+    private var handle = pthread_t()
+
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+
+    func start() {
+        let box = Unmanaged.passRetained(self).toOpaque()
+        pthread_create(&handle, nil, { argument in
+            let thread = Unmanaged<WorkerThread>.fromOpaque(argument!).takeRetainedValue()
+            thread.body()
+            return nil
+        }, box)
+    }
+
+    func join() { pthread_join(handle, nil) }
+
+    /// A one-time start report from the new thread (nil: started; else why not).
+    final class Started: Sendable {
+        private let state = Mutex<(done: Bool, problem: String?)>((false, nil))
+        func signal(_ problem: String?) { state.withLock { $0 = (true, problem) } }
+        func wait() -> String? {
+            while true {
+                let (done, problem) = state.withLock { $0 }
+                if done { return problem }
+                usleep(1000)
+            }
+        }
+    }
+}

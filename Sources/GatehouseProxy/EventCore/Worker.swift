@@ -1,0 +1,205 @@
+import CEvent
+import EventLoop
+import GatehouseAuth
+import GatehouseUpstream
+import HTTP1
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What every worker reads and nothing changes after start: shared by reference, never locked.
+struct WorkerShared: Sendable {
+    let proxy: ProxyResponder
+    let authenticator: Authenticator?
+    let metrics: ProxyMetrics
+    let logger: Logger
+    let parserLimits: HTTP1Limits
+    let headerReadTimeoutMilliseconds: Int
+    let upstream: UpstreamClientConfiguration
+}
+
+/// Messages to a worker from other threads, delivered through its `LoopWaker`.
+final class WorkerInbox: Sendable {
+    enum Message: Sendable {
+        /// A parked request's token verdict (`ClientConnection.verified`).
+        case verified(connection: Int, Authenticator.Outcome)
+        /// Stop accepting; close idle connections; close the others after their answer.
+        case drain
+        /// Close everything and leave the loop.
+        case stop
+    }
+
+    private let messages = Mutex<[Message]>([])
+    /// Set once the worker's loop exists; the waker's descriptor lives as long as the process.
+    private let remote = Mutex<LoopWaker.Remote?>(nil)
+
+    func attach(_ waker: LoopWaker.Remote) { remote.withLock { $0 = waker } }
+
+    func post(_ message: Message) {
+        messages.withLock { $0.append(message) }
+        remote.withLock { $0 }?.wake()
+    }
+
+    func take() -> [Message] { messages.withLock { list in defer { list = [] }; return list } }
+}
+
+/// One worker: a thread running one `EventLoop` that owns a listening socket, the client
+/// connections it accepted, and one `UpstreamMulti` with its easy-handle pool. Nothing of it
+/// is touched by another thread; the only ways in are `WorkerInbox.post` (a wake-up) and the
+/// immutable `WorkerShared`.
+///
+/// Accepting: each worker has its own listening socket bound with `SO_REUSEPORT`, so the
+/// kernel spreads new connections over the workers by a hash of the peer's address and port,
+/// and no two workers ever wake for one connection. (A shared listener with `EPOLLEXCLUSIVE`
+/// would balance better under uneven load, but every accept would then contend on one queue,
+/// and libevent does not expose the flag.)
+final class Worker: IOReadinessHandler, LoopWakeHandler {
+    let shared: WorkerShared
+    let loop: EventLoop
+    let multi: UpstreamMulti
+    let inbox: WorkerInbox
+    /// Bytes read from any client land here first; a connection keeps only what it could not
+    /// use yet. 64 KiB, the most one `read` takes.
+    let readBuffer: UnsafeMutableRawBufferPointer
+    private(set) var draining = false
+    private var listener: IOWatcher?
+    private let listenFD: Int32
+    private var waker: LoopWaker!
+    private var connections: [Int: ClientConnection] = [:]
+    private var nextConnectionID = 0
+    private var toFlush: [ClientConnection] = []
+    private var toContinue: [ClientConnection] = []
+    /// Called (on this thread) once the worker has nothing left to serve after a drain.
+    private let drained: @Sendable () -> Void
+
+    init(shared: WorkerShared, listenFD: Int32, inbox: WorkerInbox, drained: @escaping @Sendable () -> Void) throws {
+        self.shared = shared
+        self.listenFD = listenFD
+        self.inbox = inbox
+        self.drained = drained
+        loop = try EventLoop()
+        multi = UpstreamMulti(loop: loop, configuration: shared.upstream)
+        readBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)
+        waker = try LoopWaker(loop: loop, handler: self)
+        inbox.attach(waker.remote)
+        listener = IOWatcher(loop: loop, fd: listenFD, handler: self)
+        listener?.setRead(true)
+        loop.batchEnded = { [unowned self] in self.batchEnded() }
+    }
+
+    deinit {
+        readBuffer.deallocate()
+    }
+
+    func run() {
+        loop.run()
+        for connection in Array(connections.values) { connection.close() }
+        listener?.cancel()
+        Glibc.close(listenFD)
+    }
+
+    // MARK: Batches
+
+    /// After every batch of loop callbacks: curl's due work first (it may complete answers),
+    /// then the requests held back behind answers, then one write per connection with output.
+    private func batchEnded() {
+        multi.batchEnded()
+        while !toContinue.isEmpty || !toFlush.isEmpty {
+            let continuing = toContinue
+            toContinue = []
+            for connection in continuing { connection.continueAfterBatch() }
+            let flushing = toFlush
+            toFlush = []
+            for connection in flushing where connection.flushScheduled { connection.flush() }
+        }
+    }
+
+    func scheduleFlush(_ connection: ClientConnection) { toFlush.append(connection) }
+
+    func afterBatch(_ connection: ClientConnection) { toContinue.append(connection) }
+
+    // MARK: Accepting
+
+    func ioReady(_ watcher: IOWatcher, readable: Bool, writable: Bool) {
+        // Up to 64 connections per readiness event, so one flood cannot starve the others.
+        for _ in 0..<64 {
+            var address = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    gh_accept4(listenFD, $0, &length, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+                }
+            }
+            if fd < 0 { return }  // EAGAIN: all taken; other errors: the next event retries
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            nextConnectionID += 1
+            let connection = ClientConnection(
+                worker: self, id: nextConnectionID, fd: fd, peer: SocketAddressText.ip(of: &address))
+            connections[nextConnectionID] = connection
+        }
+    }
+
+    func connectionClosed(_ connection: ClientConnection) {
+        connections[connection.id] = nil
+        if draining, connections.isEmpty { drained() }
+    }
+
+    // MARK: Messages from other threads
+
+    func woken() {
+        for message in inbox.take() {
+            switch message {
+            case .verified(let id, let outcome):
+                connections[id]?.verified(outcome)
+            case .drain:
+                guard !draining else { continue }
+                draining = true
+                listener?.cancel()
+                listener = nil
+                for connection in Array(connections.values) where connection.isIdle { connection.close() }
+                if connections.isEmpty { drained() }
+            case .stop:
+                loop.stop()
+            }
+        }
+    }
+
+    /// Verifies a parked request's token off the loop (only an unknown kid's key fetch gets
+    /// here); the verdict comes back as a message.
+    func verifyOffLoop(connection id: Int, token: String, authenticator: Authenticator) {
+        let inbox = self.inbox
+        Task.detached {
+            let outcome = await authenticator.authenticate(token: Substring(token))
+            inbox.post(.verified(connection: id, outcome))
+        }
+    }
+}
+
+/// The text form of a peer's IP address, for `X-Forwarded-For` and trusted-proxy checks.
+enum SocketAddressText {
+    static func ip(of address: inout sockaddr_storage) -> String? {
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        switch Int32(address.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { ipv4 in
+                    var raw = ipv4.pointee.sin_addr
+                    return inet_ntop(AF_INET, &raw, &text, socklen_t(text.count)).map { String(cString: $0) }
+                }
+            }
+        case AF_INET6:
+            return withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { ipv6 in
+                    var raw = ipv6.pointee.sin6_addr
+                    return inet_ntop(AF_INET6, &raw, &text, socklen_t(text.count)).map { String(cString: $0) }
+                }
+            }
+        default:
+            return nil
+        }
+    }
+}
