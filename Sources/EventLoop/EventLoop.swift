@@ -240,3 +240,15 @@ public final class LoopWaker: IOReadinessHandler {
         handler.woken()
     }
 }
+
+// MARK: - Time
+
+/// Milliseconds on a coarse monotonic clock (a vDSO read, no system call), for the loop's
+/// timeouts: they are seconds long, so a few milliseconds of coarseness do not matter.
+public enum Monotonic {
+    public static func milliseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &now)
+        return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
+    }
+}

@@ -299,13 +299,3 @@ private let transferWriteCallback: gh_data_callback = { buffer, size, count, use
 private let transferReadCallback: gh_data_callback = { buffer, size, count, userdata in
     transferFrom(userdata).onRead(UnsafeMutableRawBufferPointer(start: buffer, count: size * count))
 }
-
-/// Milliseconds on a coarse monotonic clock (a vDSO read, no system call): timeouts here are
-/// seconds long, so a few milliseconds of coarseness do not matter.
-enum Monotonic {
-    static func milliseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC_COARSE, &now)
-        return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
-    }
-}

@@ -210,8 +210,8 @@ extension HTTP1RequestParser {
         let version: HTTP1Version
         if line.upperBound - versionStart == 8, matches(input, at: versionStart, "HTTP/1.") {
             switch input[versionStart + 7] {
-            case 0x31: version = .http11
-            case 0x30: version = .http10
+            case UInt8(ascii: "1"): version = .http11
+            case UInt8(ascii: "0"): version = .http10
             default: return .failure(.unsupportedVersion)
             }
         } else {
@@ -260,8 +260,10 @@ extension HTTP1RequestParser {
         case .success(let value): semantics = value
         case .failure(let error): return fail(error)
         }
+        // The head takes the scratch's storage; the reset below gives the scratch a fresh buffer of
+        // the same capacity. With the copy of the bytes, that is all a request allocates.
         let head = HTTP1RequestHead(raw: [UInt8](headBytes), requestLine: requestLine,
-                                    fields: Array(fieldScratch), semantics: semantics)
+                                    fields: fieldScratch, semantics: semantics)
         resetHeadProgress()
         switch semantics.framing {
         case .none, .contentLength(0): state = .messageComplete

@@ -2,7 +2,7 @@
 // in one buffer) and prints one JSON line per file with what HTTP1 made of it:
 //
 //   {"file": "...", "messages": [{"method": "...", "target": "...", "headers": [["name", "value"], ...],
-//    "body": "<hex>", "version": "1.1", "keepAlive": true, "upgrade": false}, ...],
+//    "body": "<hex>", "version": "1.1", "keepAlive": true, "upgrade": false, "end": <offset after it>}, ...],
 //    "error": null | {"status": 400, "detail": "..."}, "unconsumed": <bytes left, incomplete message>}
 //
 // JSON strings are Latin-1: every byte is one code point (\u00XX when not printable ASCII), so
@@ -106,7 +106,8 @@ func probe(file: String, bytes: [UInt8]) -> [UInt8] {
                 out.append(contentsOf: Array("],\"body\":".utf8))
                 appendHex(body, to: &out)
                 let version = head.version == .http11 ? "1.1" : "1.0"
-                out.append(contentsOf: Array(",\"version\":\"\(version)\",\"keepAlive\":\(head.keepAlive),\"upgrade\":\(head.isUpgrade)}".utf8))
+                out.append(contentsOf: Array(",\"version\":\"\(version)\",\"keepAlive\":\(head.keepAlive)".utf8))
+                out.append(contentsOf: Array(",\"upgrade\":\(head.isUpgrade),\"end\":\(offset + step.consumed)}".utf8))
             case .error(let error):
                 failure = error
                 break parsing

@@ -41,6 +41,8 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
     private var inputEnded = false
     private var state = State.awaitingHead
     private var exchange: Exchange?
+    /// The WebSocket handshake being forwarded, or the open tunnel.
+    private var tunnel: WebSocketSplice?
 
     static let highWaterMark = 256 * 1024
     static let lowWaterMark = 64 * 1024
@@ -54,6 +56,8 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         /// for a moment (a lingering close, so the client reads the answer, not a reset).
         case closingAfterOutput
         case lingering
+        /// A WebSocket tunnel is open: bytes pass through `tunnel`.
+        case tunnel
         case closed
     }
 
@@ -66,6 +70,8 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         let isHead: Bool
         let keepAlive: Bool
         let version: HTTP1Version
+        /// A WebSocket handshake (RFC 6455 §4.1): forwarded over a socket of our own.
+        var isWebSocket = false
         var transfer: UpstreamTransfer?
         /// Request body bytes read from the client, not yet handed to curl.
         var body: [UInt8] = []
@@ -119,13 +125,18 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
 
     func ioReady(_ watcher: IOWatcher, readable: Bool, writable: Bool) {
         if writable { flush() }
-        if readable, state != .closed { readAvailable() }
+        guard readable else { return }
+        switch state {
+        case .tunnel: tunnel?.clientReadable()
+        case .closed: break
+        default: readAvailable()
+        }
     }
 
     func timerFired(_ timer: LoopTimer) {
         switch state {
         case .awaitingHead, .lingering, .closingAfterOutput: close()
-        case .exchanging, .closed: break
+        case .exchanging, .tunnel, .closed: break
         }
     }
 
@@ -235,11 +246,12 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         self.exchange = exchange
         shared.metrics.inFlight.increment()
 
-        if head.isUpgrade, fields[.upgrade]?.lowercased().contains("websocket") == true {
-            // WebSocket tunnels are not in the event-loop core yet.
-            send(ErrorResponse(status: .notImplemented, detail: "WebSocket not supported by this core"), close: true)
-            return
-        }
+        // RFC 6455 §4.1: a handshake is a GET without content; one announcing a body is served
+        // as a plain request (its `Upgrade` is hop-by-hop and dropped).
+        exchange.isWebSocket =
+            head.isUpgrade && fields[.upgrade] != nil && !fields.announceContent
+            && WebSocketHandshake.isUpgradeRequest(
+                method: head.method, upgrade: fields[values: .upgrade], connection: fields[values: .connection])
 
         let found = proxy.tokenSources.find(in: fields, target: target)
         let method = head.method
@@ -300,6 +312,10 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
             let request = proxy.makeUpstreamRequest(
                 method: method, fields: fields, authority: authority, body: body, target: target, identity: identity,
                 requestID: exchange.requestID, peer: peer)
+            if exchange.isWebSocket {
+                openTunnel(request)
+                return
+            }
             if expectsContinue, body != .none {
                 queue(Self.continueLine)
             }
@@ -353,6 +369,93 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         send(response, close: true)
     }
 
+    // MARK: WebSocket tunnels
+
+    /// Forwards an admitted handshake to FastAPI over a socket of our own; the client is not
+    /// read meanwhile (a client sends no frame before the 101).
+    private func openTunnel(_ request: UpstreamRequest) {
+        let configuration = worker.shared.proxy.configuration
+        watcher.setRead(false)
+        guard !configuration.upstream.isHTTPS else {
+            exchange?.entry.outcome = "upstream_unavailable"
+            send(ErrorResponse(status: .badGateway, detail: "WebSocket tunnels need an http:// upstream"), close: true)
+            return
+        }
+        let handshake = WebSocketHandshake.upstreamRequest(target: request.target, headers: request.headers)
+        let (host, port) = configuration.upstream.hostAndPort
+        let upstream = worker.shared.upstream
+        tunnel = WebSocketSplice(
+            connection: self, loop: worker.loop, address: .inet(host: host, port: port),
+            handshake: Array(handshake.readableBytesView),
+            timeouts: (upstream.connectTimeoutMilliseconds, upstream.headersTimeoutMilliseconds, upstream.idleTimeoutMilliseconds))
+        if tunnel == nil { tunnelRefused(.failed(timedOut: false)) }
+    }
+
+    /// FastAPI's 101: the client gets it (with FastAPI's own fields), then the bytes pass
+    /// through until either side ends.
+    func tunnelOpened(_ head: UpstreamResponseHead, rest: [UInt8]) {
+        guard let exchange else { return }
+        exchange.entry.status = head.status
+        exchange.entry.upstreamDuration = ContinuousClock.now - exchange.started
+        exchange.entry.bytes = rest.count
+        let response = worker.shared.proxy.responseHead(from: head, requestID: exchange.requestID)
+        queue(Array(WebSocketHandshake.switchingProtocols(response.headerFields).readableBytesView))
+        if !rest.isEmpty { queue(rest) }
+        state = .tunnel
+        if !pending.isEmpty {
+            let early = pending
+            pending = []
+            tunnel?.forwardEarly(early)
+        } else if !inputEnded {
+            watcher.setRead(true)
+        }
+    }
+
+    /// No tunnel: gatehouse's 502/504, or FastAPI's refusal relayed; the connection closes after.
+    func tunnelRefused(_ refusal: WebSocketSplice.Refusal) {
+        tunnel = nil
+        guard let exchange else { return }
+        switch refusal {
+        case .failed(let timedOut):
+            exchange.entry.outcome = timedOut ? "upstream_timeout" : "upstream_unavailable"
+            send(timedOut ? .gatewayTimeout : .badGateway, close: true)
+        case .refused(let head, let body):
+            exchange.entry.status = head.status
+            exchange.entry.upstreamDuration = ContinuousClock.now - exchange.started
+            exchange.entry.outcome = "upgrade_refused"
+            exchange.entry.bytes = body.count
+            var response = worker.shared.proxy.responseHead(from: head, requestID: exchange.requestID)
+            response.headerFields[.contentLength] = String(body.count)
+            response.headerFields[.connection] = "close"
+            exchange.closeAfter = true
+            queue(ResponseHeadBytes.serialize(response) + body)
+            finishExchange()
+        }
+    }
+
+    /// The tunnel is over (either side ended, an error, the idle timeout): logged, then closed.
+    func tunnelEnded() {
+        if let exchange, let tunnel {
+            exchange.entry.bytes += tunnel.bytesFromUpstream
+            account(exchange)
+            self.exchange = nil
+        }
+        close()
+    }
+
+    func sendToClient(_ bytes: [UInt8]) {
+        if bytes.isEmpty { scheduleFlush() } else { queue(bytes) }
+    }
+
+    func stopReading() { watcher.setRead(false) }
+
+    func resumeReading() {
+        if !inputEnded, state == .tunnel { watcher.setRead(true) }
+    }
+
+    /// Ends the client's input side of the conversation: FastAPI closed its end of the tunnel.
+    func shutdownOutput() { shutdown(fd, Int32(SHUT_WR)) }
+
     // MARK: Upstream (curl's callbacks, through UpstreamTransfer)
 
     func upstreamHead(_ transfer: UpstreamTransfer, _ head: UpstreamResponseHead) {
@@ -369,7 +472,7 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
                 exchange.closeAfter = true  // HTTP/1.0: the end of the body is the end of the connection
             }
         }
-        if !exchange.keepAlive || inputEnded { exchange.closeAfter = true }
+        if !exchange.keepAlive { exchange.closeAfter = true }
         if exchange.closeAfter {
             response.headerFields[.connection] = "close"
         } else if exchange.version == .http10 {
@@ -382,8 +485,12 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
     func upstreamBody(_ transfer: UpstreamTransfer, _ bytes: UnsafeRawBufferPointer) -> Bool {
         guard let exchange, state != .closed else { return true }
         if output.count - outputSent >= Self.highWaterMark {
+            // curl keeps these bytes and offers them again after `resumeReceiving`, which the
+            // flush at the end of this batch (or a writable socket later) calls once the
+            // queue drains. Not flushed from here: a resume inside curl's own callback, before
+            // curl knows of the pause, would be lost.
             exchange.receivingPaused = true
-            flush()
+            scheduleFlush()
             return false
         }
         exchange.entry.bytes += bytes.count
@@ -525,6 +632,10 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         output.removeAll(keepingCapacity: output.count <= 64 * 1024)
         outputSent = 0
         watcher.setWrite(false)
+        if state == .tunnel {
+            tunnel?.clientDrained()
+            return
+        }
         if let exchange, exchange.receivingPaused {
             exchange.receivingPaused = false
             exchange.transfer?.resumeReceiving()
@@ -556,6 +667,8 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
             account(exchange)
             self.exchange = nil
         }
+        tunnel?.closeUpstream()
+        tunnel = nil
         watcher.cancel()
         timer.disarm()
         Glibc.close(fd)

@@ -53,7 +53,8 @@ public struct LoopServer: Sendable {
         let shared = WorkerShared(
             proxy: proxy, authenticator: authenticator, metrics: metrics, logger: logger,
             parserLimits: HTTP1Limits(maxHeadBytes: configuration.maxHeaderBytes),
-            headerReadTimeoutMilliseconds: configuration.headerReadTimeout.milliseconds, upstream: upstreamConfiguration)
+            headerReadTimeoutMilliseconds: configuration.headerReadTimeout.milliseconds, upstream: upstreamConfiguration,
+            connections: ConnectionBudget(limit: configuration.maxConnections))
 
         let count = configuration.workers
         let listeners = try ListeningSocket.bind(configuration.listen, count: count)
@@ -63,6 +64,7 @@ public struct LoopServer: Sendable {
         for fd in listeners {
             let inbox = WorkerInbox()
             inboxes.append(inbox)
+            shared.connections.register(inbox)
             let started = WorkerThread.Started()
             let thread = WorkerThread {
                 do {

@@ -19,6 +19,39 @@ struct WorkerShared: Sendable {
     let parserLimits: HTTP1Limits
     let headerReadTimeoutMilliseconds: Int
     let upstream: UpstreamClientConfiguration
+    let connections: ConnectionBudget
+}
+
+/// `GATEHOUSE_MAX_CONNECTIONS` across all workers: past it, workers stop accepting (new
+/// connections wait in the kernel's backlog) until one closes. The count is one atomic, touched
+/// once per connection, not per request.
+final class ConnectionBudget: Sendable {
+    let limit: Int
+    private let open = Atomic<Int>(0)
+    private let pausedWorkers = Atomic<Int>(0)
+    private let inboxes = Mutex<[WorkerInbox]>([])
+
+    init(limit: Int) { self.limit = limit }
+
+    func register(_ inbox: WorkerInbox) { inboxes.withLock { $0.append(inbox) } }
+
+    /// Takes a place for a new connection; false when all are taken.
+    func acquire() -> Bool {
+        if open.add(1, ordering: .relaxed).newValue <= limit { return true }
+        open.subtract(1, ordering: .relaxed)
+        return false
+    }
+
+    /// A connection closed: paused workers (if any) may accept again.
+    func release() {
+        open.subtract(1, ordering: .relaxed)
+        if pausedWorkers.load(ordering: .relaxed) > 0 {
+            for inbox in inboxes.withLock({ $0 }) { inbox.post(.resumeAccepting) }
+        }
+    }
+
+    func paused() { pausedWorkers.add(1, ordering: .relaxed) }
+    func resumed() { pausedWorkers.subtract(1, ordering: .relaxed) }
 }
 
 /// Messages to a worker from other threads, delivered through its `LoopWaker`.
@@ -30,6 +63,8 @@ final class WorkerInbox: Sendable {
         case drain
         /// Close everything and leave the loop.
         case stop
+        /// A connection closed somewhere: accept again if paused at the connection limit.
+        case resumeAccepting
     }
 
     private let messages = Mutex<[Message]>([])
@@ -72,6 +107,8 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     private var nextConnectionID = 0
     private var toFlush: [ClientConnection] = []
     private var toContinue: [ClientConnection] = []
+    /// Not accepting: all of `GATEHOUSE_MAX_CONNECTIONS` are open.
+    private var acceptPaused = false
     /// Called (on this thread) once the worker has nothing left to serve after a drain.
     private let drained: @Sendable () -> Void
 
@@ -126,6 +163,12 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     func ioReady(_ watcher: IOWatcher, readable: Bool, writable: Bool) {
         // Up to 64 connections per readiness event, so one flood cannot starve the others.
         for _ in 0..<64 {
+            guard shared.connections.acquire() else {
+                acceptPaused = true
+                shared.connections.paused()
+                listener?.setRead(false)
+                return
+            }
             var address = sockaddr_storage()
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let fd = withUnsafeMutablePointer(to: &address) {
@@ -133,7 +176,10 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
                     gh_accept4(listenFD, $0, &length, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
                 }
             }
-            if fd < 0 { return }  // EAGAIN: all taken; other errors: the next event retries
+            if fd < 0 {  // EAGAIN: all taken; other errors: the next event retries
+                shared.connections.release()
+                return
+            }
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             nextConnectionID += 1
@@ -145,6 +191,7 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
 
     func connectionClosed(_ connection: ClientConnection) {
         connections[connection.id] = nil
+        shared.connections.release()
         if draining, connections.isEmpty { drained() }
     }
 
@@ -164,6 +211,12 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
                 if connections.isEmpty { drained() }
             case .stop:
                 loop.stop()
+            case .resumeAccepting:
+                if acceptPaused, !draining {
+                    acceptPaused = false
+                    shared.connections.resumed()
+                    listener?.setRead(true)
+                }
             }
         }
     }
