@@ -136,7 +136,12 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
     func timerFired(_ timer: LoopTimer) {
         switch state {
         case .awaitingHead, .lingering, .closingAfterOutput: close()
-        case .exchanging, .tunnel, .closed: break
+        case .exchanging:
+            // A request body that stopped arriving (`GATEHOUSE_HEADER_READ_TIMEOUT` is also the
+            // longest pause inside a body): the exchange is cut, so FastAPI never sees a short
+            // body as complete. Not while reading is paused because FastAPI is slow to read.
+            if let exchange, !exchange.bodyComplete, watcher.wantsRead { close() }
+        case .tunnel, .closed: break
         }
     }
 
@@ -198,12 +203,14 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
                 offset += step.consumed
                 begin(head)
             case .body(let range):
+                timer.arm(milliseconds: worker.shared.headerReadTimeoutMilliseconds)
                 exchange?.body.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[(offset + range.lowerBound)..<(offset + range.upperBound)]))
                 offset += step.consumed
                 if let exchange, exchange.sendingPaused { resumeSending(exchange) }
             case .end:
                 offset += step.consumed
                 if let exchange {
+                    if !exchange.bodyComplete { timer.disarm() }
                     exchange.bodyComplete = true
                     if exchange.sendingPaused { resumeSending(exchange) }
                 }
@@ -219,7 +226,11 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
     // MARK: Requests
 
     private func begin(_ head: HTTP1RequestHead) {
-        timer.disarm()
+        if head.hasBody {
+            timer.arm(milliseconds: worker.shared.headerReadTimeoutMilliseconds)
+        } else {
+            timer.disarm()
+        }
         state = .exchanging
         let shared = worker.shared
         let proxy = shared.proxy
@@ -382,10 +393,9 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
             return
         }
         let handshake = WebSocketHandshake.upstreamRequest(target: request.target, headers: request.headers)
-        let (host, port) = configuration.upstream.hostAndPort
         let upstream = worker.shared.upstream
         tunnel = WebSocketSplice(
-            connection: self, loop: worker.loop, address: .inet(host: host, port: port),
+            connection: self, loop: worker.loop, address: configuration.upstream.socketAddress,
             handshake: Array(handshake.readableBytesView),
             timeouts: (upstream.connectTimeoutMilliseconds, upstream.headersTimeoutMilliseconds, upstream.idleTimeoutMilliseconds))
         if tunnel == nil { tunnelRefused(.failed(timedOut: false)) }
