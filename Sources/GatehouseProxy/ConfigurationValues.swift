@@ -79,16 +79,23 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// The upstream FastAPI origin plus an optional path prefix.
+/// The upstream FastAPI origin plus an optional path prefix, or FastAPI's Unix socket.
 public struct UpstreamURL: Sendable, Equatable, CustomStringConvertible {
-    /// `scheme://host[:port]`
+    /// `scheme://host[:port]`, or `unix:/absolute/path` for a Unix socket (uvicorn `--uds`).
     public var origin: String
     /// Path prefix without a trailing slash (empty for none), prepended to every request target.
+    /// Always empty for a Unix socket.
     public var pathPrefix: String
-    static let expected = "an http:// or https:// URL such as http://127.0.0.1:8000 (optionally with a path prefix; no query, no credentials)"
+    static let expected = "an http:// or https:// URL such as http://127.0.0.1:8000 (optionally with a path prefix; no query, no credentials), or unix: followed by the absolute path of a Unix socket such as unix:/run/app/uvicorn.sock"
+
+    /// sun_path holds 108 bytes, the last one the terminating NUL.
+    static let maxSocketPathBytes = 107
 
     static func parse(_ text: String) -> UpstreamURL? {
         let lower = text.lowercased()
+        if lower.hasPrefix("unix:") {
+            return parseUnixSocket(String(text.dropFirst(5)))
+        }
         guard let schemeEnd = text.range(of: "://"), lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
             return nil
         }
@@ -118,12 +125,34 @@ public struct UpstreamURL: Sendable, Equatable, CustomStringConvertible {
         return UpstreamURL(origin: String(text[..<schemeEnd.upperBound]).lowercased() + authority, pathPrefix: path)
     }
 
+    /// `unix:` and an absolute path: no query, no path prefix (the whole text is the socket's
+    /// path, as curl's `CURLOPT_UNIX_SOCKET_PATH` and uvicorn's `--uds` take it). Refused: a
+    /// relative path, `unix://…`, a directory (trailing `/`), whitespace or control characters,
+    /// and a path longer than `sun_path` holds.
+    private static func parseUnixSocket(_ path: String) -> UpstreamURL? {
+        guard path.hasPrefix("/"), !path.hasPrefix("//"), !path.hasSuffix("/"),
+            path.utf8.count <= maxSocketPathBytes,
+            !path.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control })
+        else { return nil }
+        return UpstreamURL(origin: "unix:" + path, pathPrefix: "")
+    }
+
     public var description: String { origin + pathPrefix }
 
     var isHTTPS: Bool { origin.hasPrefix("https://") }
 
-    /// Host and port for a direct TCP connection (WebSocket tunnels); brackets of an IPv6
-    /// literal removed, the scheme's default port when none is given.
+    /// The socket path of a `unix:` upstream; nil for an http(s) one.
+    var unixSocketPath: String? { origin.hasPrefix("unix:") ? String(origin.dropFirst(5)) : nil }
+
+    /// Where gatehouse's own sockets (WebSocket tunnels) connect to.
+    var socketAddress: UpstreamSocketAddress {
+        if let path = unixSocketPath { return .unix(path: path) }
+        let (host, port) = hostAndPort
+        return .inet(host: host, port: port)
+    }
+
+    /// Host and port for a direct TCP connection (WebSocket tunnels) to an http(s) upstream;
+    /// brackets of an IPv6 literal removed, the scheme's default port when none is given.
     var hostAndPort: (host: String, port: Int) {
         let authority = origin[origin.range(of: "://")!.upperBound...]
         let defaultPort = isHTTPS ? 443 : 80

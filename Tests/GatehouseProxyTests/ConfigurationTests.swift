@@ -90,6 +90,69 @@ import Testing
         #expect(UpstreamURL.parse(text) == nil)
     }
 
+    @Test func unixSocketUpstream() throws {
+        let upstream = try #require(UpstreamURL.parse("unix:/run/app/uvicorn.sock"))
+        #expect(upstream.origin == "unix:/run/app/uvicorn.sock")
+        #expect(upstream.pathPrefix == "")
+        #expect(upstream.description == "unix:/run/app/uvicorn.sock")
+        #expect(!upstream.isHTTPS)
+        guard case .unix(let path) = upstream.socketAddress else {
+            Issue.record("not a Unix socket address: \(upstream.socketAddress)")
+            return
+        }
+        #expect(path == "/run/app/uvicorn.sock")
+        #expect(UpstreamURL.parse("UNIX:/tmp/a.sock")?.origin == "unix:/tmp/a.sock")
+        // The whole text is the socket's path: no query, no path prefix.
+        #expect(UpstreamURL.parse("unix:/tmp/a?b#c.sock")?.origin == "unix:/tmp/a?b#c.sock")
+        // sun_path: 107 bytes and the terminating NUL.
+        let longest = "/" + String(repeating: "s", count: 106)
+        #expect(UpstreamURL.parse("unix:" + longest)?.origin == "unix:" + longest)
+        #expect(UpstreamURL.expected.contains("unix:/run/app/uvicorn.sock"))
+    }
+
+    @Test func tcpUpstreamSocketAddress() throws {
+        guard case .inet(let host, let port) = try #require(UpstreamURL.parse("http://[::1]:9000/v1")).socketAddress else {
+            Issue.record("not an IP address")
+            return
+        }
+        #expect(host == "::1")
+        #expect(port == 9000)
+    }
+
+    @Test(arguments: [
+        "unix:", "unix:relative.sock", "unix:./a.sock", "unix:~/a.sock", "unix://run/a.sock", "unix:///run/a.sock",
+        "unix:/run/app/", "unix:/", "unix: /run/a.sock", "unix:/run/my app.sock", "unix:/run/a.sock ", "unix:/run/a\tb",
+        "unix:/run/a\nb", "unix:/run/a\u{0}b", "unix:/run/a\u{7f}b", "unix:/" + String(repeating: "s", count: 107), "unix",
+    ])
+    func malformedUnixSocketUpstreams(_ text: String) {
+        #expect(UpstreamURL.parse(text) == nil)
+    }
+
+    @Test func unixSocketUpstreamNeedsTheLoopCore() throws {
+        let loop = try load(["GATEHOUSE_UPSTREAM": "unix:/run/app/uvicorn.sock", "GATEHOUSE_CORE": "loop"]).get()
+        #expect(loop.upstream.origin == "unix:/run/app/uvicorn.sock")
+        #expect(loop.effectiveSettings.contains { $0.name == "GATEHOUSE_UPSTREAM" && $0.value == "unix:/run/app/uvicorn.sock" })
+        guard case .failure(let error) = load(["GATEHOUSE_UPSTREAM": "unix:/run/app/uvicorn.sock", "GATEHOUSE_CORE": "nio"]) else {
+            Issue.record("a unix: upstream was accepted with the nio core")
+            return
+        }
+        #expect(error.problems.map(\.variable) == ["GATEHOUSE_UPSTREAM"])
+        #expect(error.description.contains("GATEHOUSE_CORE=loop"))
+    }
+
+    @Test func unixSocketIsNoIssuer() {
+        let result = GatehouseConfiguration.load(environment: [
+            "GATEHOUSE_UPSTREAM": "http://127.0.0.1:8000", "BETTER_AUTH_URL": "unix:/run/auth.sock",
+        ])
+        guard case .failure(let error) = result else {
+            Issue.record("a Unix socket was accepted as BETTER_AUTH_URL")
+            return
+        }
+        #expect(error.problems.map(\.variable) == ["BETTER_AUTH_URL"])
+        #expect(GatehouseConfiguration.origin(of: "unix:/run/auth.sock") == nil)
+        #expect(GatehouseConfiguration.origin(of: "https://auth.example.com/x") == "https://auth.example.com")
+    }
+
     @Test func listenAddresses() {
         #expect(ListenAddress.parse("127.0.0.1:8080") == ListenAddress(host: "127.0.0.1", port: 8080))
         #expect(ListenAddress.parse("[::1]:9901") == ListenAddress(host: "::1", port: 9901))
