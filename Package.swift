@@ -116,7 +116,6 @@ let package = Package(
                 "GatehouseUpstream",
                 "HTTP1",
                 "EventLoop",
-                "CEvent",
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),

@@ -24,6 +24,9 @@ struct sockaddr;
 extern int gh_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) __asm__("accept4");
 extern int gh_sched_getaffinity(int pid, size_t size, void *mask) __asm__("sched_getaffinity");
 
+/// accept4's flags for a new connection: non-blocking, closed on exec.
+static const int GH_ACCEPT_FLAGS = SOCK_NONBLOCK | SOCK_CLOEXEC;
+
 static const int GH_EFD_NONBLOCK = EFD_NONBLOCK;
 static const int GH_EFD_CLOEXEC = EFD_CLOEXEC;
 #endif

@@ -252,3 +252,25 @@ public enum Monotonic {
         return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
     }
 }
+
+// MARK: - Linux calls Swift's Glibc module lacks
+
+/// Two Linux calls glibc declares only under `_GNU_SOURCE`, which Swift's Glibc module does not
+/// define; declared in `CEvent`, which must not be imported next to Glibc elsewhere (its
+/// textual copies of the socket headers would make `SOCK_STREAM` and friends ambiguous).
+public enum LinuxCalls {
+    /// `accept4` with `SOCK_NONBLOCK | SOCK_CLOEXEC`: the new descriptor, or -1 (see errno).
+    /// `address` points at a `sockaddr_storage` of `length` bytes, or is nil.
+    public static func acceptNonBlocking(
+        _ listenFD: Int32, address: UnsafeMutableRawPointer?, length: UnsafeMutablePointer<UInt32>?
+    ) -> Int32 {
+        gh_accept4(listenFD, address?.assumingMemoryBound(to: sockaddr.self), length, GH_ACCEPT_FLAGS)
+    }
+
+    /// CPUs in this process's affinity mask, or nil if it cannot be read.
+    public static func cpusInAffinityMask() -> Int? {
+        var mask = [UInt8](repeating: 0, count: 128)  // 1024 CPUs, glibc's cpu_set_t
+        guard gh_sched_getaffinity(0, mask.count, &mask) == 0 else { return nil }
+        return mask.reduce(0) { $0 + $1.nonzeroBitCount }
+    }
+}

@@ -22,31 +22,34 @@ public struct AdminResponder: Sendable {
 
     public func respond(to request: Request, writer: consuming ResponseWriter, channel: any Channel) async throws {
         let path = request.head.path.map { $0.split(separator: "?", maxSplits: 1).first.map(String.init) ?? $0 } ?? ""
-        let status: HTTPResponse.Status
-        let body: String
-        var contentType = "application/json"
-        switch (request.method, path) {
-        case (.get, "/metrics"):
-            // Prometheus text exposition format 0.0.4.
-            status = .ok
-            body = String(decoding: metrics.render(jwks: jwks), as: UTF8.self)
-            contentType = "text/plain; version=0.0.4; charset=utf-8"
-        case (.get, "/healthz"), (.head, "/healthz"):
-            status = .ok
-            body = #"{"status":"ok"}"#
-        case (.get, "/readyz"), (.head, "/readyz"):
-            status = readiness.reasons.isEmpty ? .ok : .serviceUnavailable
-            body = readiness.json
-        default:
-            status = .notFound
-            body = #"{"detail":"Not Found"}"#
-        }
+        let answer = answer(method: request.method.rawValue, path: path)
         var fields = HTTPFields()
-        fields[.contentType] = contentType
+        fields[.contentType] = answer.contentType
         fields[.cacheControl] = "no-store"
-        fields[.contentLength] = String(body.utf8.count)
-        var bodyWriter = try await writer.writeHead(HTTPResponse(status: status, headerFields: fields))
-        if request.method != .head { try await bodyWriter.write(ByteBuffer(string: body)) }
+        fields[.contentLength] = String(answer.body.count)
+        var bodyWriter = try await writer.writeHead(HTTPResponse(status: .init(code: answer.status), headerFields: fields))
+        if request.method != .head { try await bodyWriter.write(ByteBuffer(bytes: answer.body)) }
         try await bodyWriter.finish(nil)
+    }
+
+    /// The answer for a method and a path (query removed); both cores serve it.
+    func answer(method: String, path: String) -> LocalAnswer {
+        switch (method, path) {
+        case ("GET", "/metrics"):
+            // Prometheus text exposition format 0.0.4.
+            return LocalAnswer(
+                status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.render(jwks: jwks),
+                extraFields: [("Cache-Control", "no-store")])
+        case ("GET", "/healthz"), ("HEAD", "/healthz"):
+            return LocalAnswer(status: 200, body: Array(#"{"status":"ok"}"#.utf8), extraFields: [("Cache-Control", "no-store")])
+        case ("GET", "/readyz"), ("HEAD", "/readyz"):
+            return LocalAnswer(
+                status: readiness.reasons.isEmpty ? 200 : 503, body: Array(readiness.json.utf8),
+                extraFields: [("Cache-Control", "no-store")])
+        default:
+            var notFound = LocalAnswer.notFound
+            notFound.extraFields = [("Cache-Control", "no-store")]
+            return notFound
+        }
     }
 }

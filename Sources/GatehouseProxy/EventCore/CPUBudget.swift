@@ -1,4 +1,4 @@
-import CEvent
+import EventLoop
 
 #if canImport(Glibc)
 import Glibc
@@ -12,11 +12,7 @@ import Glibc
 /// half a CPU as many busy threads as the node has cores, which the quota then throttles.
 enum CPUBudget {
     static func available() -> Int {
-        var set = cpu_set_t()
-        var cpus = 1
-        if gh_sched_getaffinity(0, MemoryLayout<cpu_set_t>.size, &set) == 0 {
-            cpus = withUnsafeBytes(of: &set) { bytes in bytes.reduce(0) { $0 + $1.nonzeroBitCount } }
-        }
+        var cpus = LinuxCalls.cpusInAffinityMask() ?? 1
         if let text = readSmallFile("/sys/fs/cgroup/cpu.max"), let quota = quotaCPUs(cpuMax: text) {
             cpus = min(cpus, quota)
         }

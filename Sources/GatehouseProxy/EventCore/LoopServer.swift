@@ -1,9 +1,7 @@
 import GatehouseAuth
 import GatehouseUpstream
 import HTTP1
-import HummingbirdCore
 public import Logging
-import NIOPosix
 import Synchronization
 import UnixSignals
 
@@ -14,9 +12,8 @@ import Glibc
 /// Runs gatehouse on the event-loop core (`GATEHOUSE_CORE=loop`): `GATEHOUSE_WORKERS` worker
 /// threads, each one loop for its client sockets and its libcurl multi handle (see `Worker`).
 ///
-/// During the move from the SwiftNIO core, the parts off the request path stay where they
-/// were: the admin listener (`/healthz`, `/readyz`, `/metrics`) on HummingbirdCore, and JWKS
-/// fetches on the curl-thread client. The shutdown sequence is `GatehouseServer`'s: /readyz
+/// The admin listener (`/healthz`, `/readyz`, `/metrics`) runs on the first worker's loop
+/// (`LocalAnswerServer`). JWKS fetches still use the curl-thread client of the previous core. The shutdown sequence is `GatehouseServer`'s: /readyz
 /// turns 503, traffic is served for `GATEHOUSE_SHUTDOWN_DELAY`, then the listeners close, idle
 /// connections close, in-flight requests get `GATEHOUSE_SHUTDOWN_TIMEOUT`, and the rest is cut.
 public struct LoopServer: Sendable {
@@ -58,17 +55,21 @@ public struct LoopServer: Sendable {
 
         let count = configuration.workers
         let listeners = try ListeningSocket.bind(configuration.listen, count: count)
+        let adminListener = try ListeningSocket.bind(configuration.adminListen, count: 1)[0]
+        let admin = AdminResponder(readiness: readiness, metrics: metrics, jwks: authenticator?.jwks)
         let drainedWorkers = Mutex(0)
         var threads: [WorkerThread] = []
         var inboxes: [WorkerInbox] = []
-        for fd in listeners {
+        for (index, fd) in listeners.enumerated() {
             let inbox = WorkerInbox()
             inboxes.append(inbox)
             shared.connections.register(inbox)
             let started = WorkerThread.Started()
+            let adminPart: (fd: Int32, answer: @Sendable (String, String) -> LocalAnswer)? =
+                index == 0 ? (adminListener, { method, path in admin.answer(method: method, path: path) }) : nil
             let thread = WorkerThread {
                 do {
-                    let worker = try Worker(shared: shared, listenFD: fd, inbox: inbox) {
+                    let worker = try Worker(shared: shared, listenFD: fd, inbox: inbox, admin: adminPart) {
                         drainedWorkers.withLock { $0 += 1 }
                     }
                     started.signal(nil)
@@ -85,29 +86,15 @@ public struct LoopServer: Sendable {
         logger.info("proxy listening", metadata: [
             "address": "\(configuration.listen)", "workers": "\(count)", "core": "loop",
         ])
-
-        let admin = AdminResponder(readiness: readiness, metrics: metrics, jwks: authenticator?.jwks)
+        readiness.listenerStarted()
+        logger.info("admin listening", metadata: ["address": "\(configuration.adminListen)"])
         let logger = self.logger
-        let adminServer = Server(
-            childChannelSetup: HTTP1Channel(
-                responder: { request, writer, channel in try await admin.respond(to: request, writer: writer, channel: channel) },
-                configuration: .init(idleTimeout: .seconds(30))),
-            configuration: .init(address: .hostname(configuration.adminListen.host, port: configuration.adminListen.port)),
-            onServerRunning: { channel in
-                readiness.listenerStarted()
-                logger.info("admin listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
-            },
-            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: quietLogger())
 
         let delay = configuration.shutdownDelay
         let timeout = configuration.shutdownTimeout
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
         enum Event: Sendable { case signal(String), stopped }
         try await withThrowingTaskGroup(of: Event.self) { group in
-            group.addTask {
-                try await adminServer.run()
-                return .stopped
-            }
             group.addTask {
                 for await signal in signals { return .signal("\(signal)") }
                 return .signal("none")
@@ -138,18 +125,12 @@ public struct LoopServer: Sendable {
             }
             for inbox in inboxes { inbox.post(.stop) }
             for thread in threads { thread.join() }
-            _ = try? await adminServer.shutdownGracefully()
             client.shutdown()
             group.cancelAll()
         }
         logger.notice("stopped")
     }
 
-    private func quietLogger() -> Logger {
-        var server = logger
-        server.logLevel = max(logger.logLevel, .notice)
-        return server
-    }
 }
 
 struct LoopServerError: Error, CustomStringConvertible {

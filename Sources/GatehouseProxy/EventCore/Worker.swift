@@ -1,4 +1,3 @@
-import CEvent
 import EventLoop
 import GatehouseAuth
 import GatehouseUpstream
@@ -111,8 +110,15 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     private var acceptPaused = false
     /// Called (on this thread) once the worker has nothing left to serve after a drain.
     private let drained: @Sendable () -> Void
+    /// The admin listener, on the first worker's loop (it answers in microseconds).
+    private var admin: LocalAnswerServer?
 
-    init(shared: WorkerShared, listenFD: Int32, inbox: WorkerInbox, drained: @escaping @Sendable () -> Void) throws {
+    /// `admin`: the admin listener's socket and its answers, for one worker only.
+    init(
+        shared: WorkerShared, listenFD: Int32, inbox: WorkerInbox,
+        admin: (fd: Int32, answer: @Sendable (String, String) -> LocalAnswer)? = nil,
+        drained: @escaping @Sendable () -> Void
+    ) throws {
         self.shared = shared
         self.listenFD = listenFD
         self.inbox = inbox
@@ -124,6 +130,7 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
         inbox.attach(waker.remote)
         listener = IOWatcher(loop: loop, fd: listenFD, handler: self)
         listener?.setRead(true)
+        if let admin { self.admin = LocalAnswerServer(loop: loop, listenFD: admin.fd, answer: admin.answer) }
         loop.batchEnded = { [unowned self] in self.batchEnded() }
     }
 
@@ -133,6 +140,7 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
 
     func run() {
         loop.run()
+        admin?.close()
         for connection in Array(connections.values) { connection.close() }
         listener?.cancel()
         Glibc.close(listenFD)
@@ -172,9 +180,7 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
             var address = sockaddr_storage()
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let fd = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    gh_accept4(listenFD, $0, &length, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
-                }
+                LinuxCalls.acceptNonBlocking(listenFD, address: UnsafeMutableRawPointer($0), length: &length)
             }
             if fd < 0 {  // EAGAIN: all taken; other errors: the next event retries
                 shared.connections.release()
