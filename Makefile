@@ -37,7 +37,7 @@ test: deps venv
 	FUZZ_REPLAY_SCRATCH=.build scripts/fuzz.sh --replay
 	scripts/fuzz.sh $(or $(TEST_FUZZ_SECONDS),15)
 	$(PY) -m pytest Tests/deploy -q -p no:cacheprovider
-	E2E_UPSTREAM_HTTP=httptools GATEHOUSE_BIN=$(DEBUG_BIN) $(PY) -m pytest Tests/e2e -q -p no:cacheprovider
+	E2E_UPSTREAM_HTTP=httptools E2E_UPSTREAM_SOCKET=unix GATEHOUSE_BIN=$(DEBUG_BIN) $(PY) -m pytest Tests/e2e -q -p no:cacheprovider
 	GATEHOUSE_BIN=$(DEBUG_BIN) $(PY) -m pytest Tests/e2e -q -p no:cacheprovider
 
 unit: deps
@@ -59,6 +59,7 @@ bench: venv release
 	$$(swift build -c release --show-bin-path)/jose-bench
 	bench/jose_instructions.sh
 	GATEHOUSE_BIN=$(RELEASE_BIN) bench/run.sh
+	GATEHOUSE_BIN=$(RELEASE_BIN) $(VENV)/bin/python bench/memory.py
 
 ## fuzz: libFuzzer on the JWT and JWKS parsers (FUZZ_SECONDS per target, default 60).
 fuzz: deps

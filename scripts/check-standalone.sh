@@ -18,9 +18,17 @@ existing=()
 for p in "${paths[@]}"; do [[ -e $p ]] && existing+=("$p"); done
 
 pattern='(\.\./shared\b|\bshared/(fixtures|notes|hooks)\b|(^|[^A-Za-z0-9_.~-])/(work|home|Users|root|opt/swift-packages)/)'
-# This script names the patterns it looks for; it is the one file allowed to.
-found=$(grep -rnIE --exclude=check-standalone.sh --exclude-dir=__pycache__ --exclude-dir=.build \
-    -e "$pattern" -e "$(printf '%s' "$root" | sed 's/[.[\*^$]/\\&/g')" "${existing[@]}" || true)
+root_pattern=$(printf '%s' "$root" | sed 's/[.[\*^$]/\\&/g')
+# This script names the patterns it looks for; it is the one file allowed to. In a git checkout
+# only the files git would commit are read (bench results and build output are ignored).
+if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    found=$(git -C "$root" ls-files -z --cached --others --exclude-standard -- "${existing[@]}" |
+        grep -zv 'scripts/check-standalone.sh$' |
+        xargs -0 -r grep -HnIE -e "$pattern" -e "$root_pattern" -- 2>/dev/null || true)
+else
+    found=$(grep -rnIE --exclude=check-standalone.sh --exclude-dir=__pycache__ --exclude-dir=.build \
+        -e "$pattern" -e "$root_pattern" "${existing[@]}" || true)
+fi
 
 if [[ -n $found ]]; then
     echo "check-standalone: these lines refer to paths outside the repository:" >&2

@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
 # `make demo`: the example FastAPI app under uvicorn, the development issuer (a Better
-# Auth-shaped JWKS), and gatehouse in front of the app verifying tokens.
+# Auth-shaped JWKS), and gatehouse in front of the app verifying tokens. The app listens on a
+# Unix socket in a temporary directory (uvicorn --uds), not on a TCP port, and gatehouse reaches
+# it as GATEHOUSE_UPSTREAM=unix:<path>.
 # Stops both on Ctrl-C (or after DEMO_SECONDS, if set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bin=${GATEHOUSE_BIN:-.build/release/gatehouse}
-app_port=${DEMO_APP_PORT:-8000}
 proxy_port=${DEMO_PROXY_PORT:-8080}
 admin_port=${DEMO_ADMIN_PORT:-9901}
 issuer_port=${DEMO_ISSUER_PORT:-3000}
 logs=.demo
 mkdir -p "$logs"
+# A short path of its own: a socket's path must fit in 107 bytes.
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-demo.XXXXXX")
+app_socket=$run_dir/uvicorn.sock
 
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    rm -rf "$run_dir"
 }
 trap cleanup EXIT INT TERM
 
-.venv/bin/python -m uvicorn app:app --app-dir deploy/example --host 127.0.0.1 --port "$app_port" \
+.venv/bin/python -m uvicorn app:app --app-dir deploy/example --uds "$app_socket" \
     >"$logs/app.log" 2>&1 &
 pids+=($!)
 
@@ -28,7 +33,7 @@ pids+=($!)
 pids+=($!)
 
 BETTER_AUTH_URL="http://127.0.0.1:$issuer_port" \
-GATEHOUSE_UPSTREAM="http://127.0.0.1:$app_port" \
+GATEHOUSE_UPSTREAM="unix:$app_socket" \
 GATEHOUSE_LISTEN="127.0.0.1:$proxy_port" \
 GATEHOUSE_ADMIN_LISTEN="127.0.0.1:$admin_port" \
 GATEHOUSE_LOG_FORMAT=text \
@@ -38,7 +43,7 @@ pids+=($!)
 
 for _ in $(seq 1 100); do
     if curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 \
-        && curl -fsS "http://127.0.0.1:$app_port/" >/dev/null 2>&1; then
+        && curl -fsS --unix-socket "$app_socket" http://app/ >/dev/null 2>&1; then
         break
     fi
     sleep 0.1
@@ -60,7 +65,8 @@ fi
 
 cat <<MSG
 
-gatehouse is running on http://127.0.0.1:$proxy_port in front of FastAPI on 127.0.0.1:$app_port,
+gatehouse is running on http://127.0.0.1:$proxy_port in front of FastAPI on the Unix socket
+$app_socket (no TCP port: nothing reaches FastAPI around gatehouse),
 verifying tokens against the development issuer's JWKS at http://127.0.0.1:$issuer_port/api/auth/jwks.
 Logs: $logs/gatehouse.log (access log), $logs/app.log, $logs/issuer.log.
 

@@ -218,6 +218,28 @@ def test_gatehouse_build_context_filter():
         assert dockerignore_excludes(patterns, path), f"{path} would be sent to the builder"
 
 
+SOCKET_DIR = "/run/app"
+SOCKET_PATH = f"{SOCKET_DIR}/uvicorn.sock"
+
+
+def test_api_image_listens_on_a_unix_socket_only():
+    """uvicorn --uds in a directory the image's non-root uid owns; no port, no TCP health check."""
+    instructions: dict[str, list[str]] = {}
+    for keyword, rest in dockerfile_instructions(COMPOSE / "api" / "Dockerfile"):
+        instructions.setdefault(keyword, []).append(rest)
+    assert "EXPOSE" not in instructions, "FastAPI listens on no TCP port"
+    command = exec_form(instructions["CMD"][-1])
+    assert command[:2] == ["uvicorn", "app:app"]
+    assert command[command.index("--uds") + 1] == SOCKET_PATH
+    assert "--port" not in command and "--host" not in command
+    uid = instructions["USER"][-1].split(":")[0]
+    assert any(
+        re.search(rf"install -d -o {uid} -g \d+ -m 07\d\d {SOCKET_DIR}(\s|$)", rest) for rest in instructions["RUN"]
+    ), f"{SOCKET_DIR} must be created writable by uid {uid}"
+    healthcheck = exec_form(instructions["HEALTHCHECK"][-1].split("CMD", 1)[1].strip())
+    assert SOCKET_PATH in healthcheck[-1] and "AF_UNIX" in healthcheck[-1]
+
+
 def test_api_build_context_filter_keeps_secrets_out():
     patterns = dockerignore_patterns(COMPOSE / "api" / "Dockerfile.dockerignore")
     assert not dockerignore_excludes(patterns, "example/app.py")
@@ -260,16 +282,55 @@ def test_compose_only_gatehouse_publishes_the_api(compose):
     services = compose["services"]
     assert published_container_ports(services["gatehouse"]) == ["8080"]
     assert "ports" not in services["api"], "FastAPI must be reachable only through gatehouse"
+    # No network at all: FastAPI listens on a Unix socket (see test_compose_api_socket).
+    assert services["api"].get("network_mode") == "none"
+    assert "networks" not in services["api"]
     assert "ports" not in services["db"]
     assert "ports" not in services["auth-migrate"]
     auth_ports = services["auth"].get("ports", [])
     assert published_container_ports(services["auth"]) == ["3000"]
     assert all(str(p).startswith("127.0.0.1:") for p in auth_ports), "sign-in port on loopback only"
     assert all("expose" not in s for s in services.values())
-    # FastAPI only on the internal network, so nothing but the other containers reaches it.
     networks = compose["networks"]
-    for name in services["api"]["networks"]:
+    for name in services["db"]["networks"]:
         assert networks[name].get("internal") is True
+
+
+def volume_mounts(service: dict) -> dict[str, tuple[str, bool]]:
+    """target -> (source, read_only) for the short and the long syntax."""
+    mounts = {}
+    for entry in service.get("volumes", []):
+        if isinstance(entry, dict):
+            mounts[entry["target"]] = (entry.get("source"), bool(entry.get("read_only")))
+        else:
+            source, target, *mode = entry.split(":")
+            mounts[target] = (source, "ro" in (mode[0].split(",") if mode else []))
+    return mounts
+
+
+def test_compose_api_socket(compose):
+    """api and gatehouse share uvicorn's socket through one named volume, and nothing else does."""
+    services = compose["services"]
+    api, gatehouse = volume_mounts(services["api"]), volume_mounts(services["gatehouse"])
+    assert SOCKET_DIR in api and SOCKET_DIR in gatehouse, (api, gatehouse)
+    volume = api[SOCKET_DIR][0]
+    assert volume in compose["volumes"], f"{volume} must be a named volume"
+    assert gatehouse[SOCKET_DIR] == (volume, True), "gatehouse mounts the socket volume read-only"
+    assert api[SOCKET_DIR] == (volume, False), "uvicorn creates its socket there"
+    others = [name for name, s in services.items() if name not in ("api", "gatehouse")]
+    assert all(volume not in [m[0] for m in volume_mounts(services[n]).values()] for n in others)
+    assert services["gatehouse"]["environment"]["GATEHOUSE_UPSTREAM"] == f"unix:{SOCKET_PATH}"
+    # Where the command comes from: the api image's CMD, unless Compose overrides it.
+    command = services["api"].get("command")
+    if command is None:
+        for keyword, rest in dockerfile_instructions(COMPOSE / "api" / "Dockerfile"):
+            if keyword == "CMD":
+                command = exec_form(rest)
+    assert command[command.index("--uds") + 1] == SOCKET_PATH
+    # api's health check goes through the socket, never a port.
+    check = " ".join(services["api"]["healthcheck"]["test"])
+    assert SOCKET_PATH in check and "AF_UNIX" in check
+    assert not re.search(r"127\.0\.0\.1|localhost|:8000", check), check
 
 
 def test_compose_startup_order(compose):
@@ -299,7 +360,7 @@ def test_compose_gatehouse_configuration(compose, documented_variables):
     gatehouse = compose["services"]["gatehouse"]
     env = gatehouse["environment"]
     assert set(env) <= documented_variables, set(env) - documented_variables
-    assert env["GATEHOUSE_UPSTREAM"] == "http://api:8000"
+    assert env["GATEHOUSE_UPSTREAM"] == f"unix:{SOCKET_PATH}"
     assert env["BETTER_AUTH_URL"] == "http://auth:3000"
     assert gatehouse["build"]["dockerfile"] == "deploy/docker/Dockerfile"
     assert (COMPOSE / gatehouse["build"]["context"] / gatehouse["build"]["dockerfile"]).resolve() == (
@@ -449,7 +510,25 @@ def test_native_sidecar(gatehouse, app):
     assert named_port(gatehouse, "admin") == 9901
     assert "ports" not in app, "FastAPI exposes no port: it is reached through gatehouse only"
     command = app["command"]
-    assert "--host=127.0.0.1" in command, "FastAPI must listen on loopback only"
+    assert f"--uds={SOCKET_PATH}" in command, "FastAPI listens on a Unix socket"
+    assert not [a for a in command if a.startswith(("--host", "--port", "--fd"))], "and on no TCP port"
+
+
+def test_socket_volume_is_shared_by_both_containers_only(pod, gatehouse, app):
+    [volume] = [v for v in pod["volumes"] if any(
+        m["name"] == v["name"] and m["mountPath"] == SOCKET_DIR for m in app.get("volumeMounts", []))]
+    assert "emptyDir" in volume, "the socket lives in an emptyDir of the pod"
+    [app_mount] = [m for m in app["volumeMounts"] if m["name"] == volume["name"]]
+    [gatehouse_mount] = [m for m in gatehouse.get("volumeMounts", []) if m["name"] == volume["name"]]
+    assert app_mount["mountPath"] == gatehouse_mount["mountPath"] == SOCKET_DIR
+    assert not app_mount.get("readOnly"), "uvicorn creates the socket"
+    assert gatehouse_mount.get("readOnly") is True
+    # The app's probes cannot use a port it does not have: they go through the socket.
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        if probe in app:
+            assert set(app[probe]) & {"httpGet", "tcpSocket", "grpc"} == set(), probe
+            script = " ".join(app[probe]["exec"]["command"])
+            assert SOCKET_PATH in script and "AF_UNIX" in script, probe
 
 
 def test_probes_use_the_admin_port(gatehouse):
@@ -464,9 +543,8 @@ def test_configuration_is_consistent(k8s, gatehouse, app, documented_variables):
     config = k8s["ConfigMap"]["data"]
     assert set(config) <= documented_variables, set(config) - documented_variables
     assert gatehouse["envFrom"] == [{"configMapRef": {"name": k8s["ConfigMap"]["metadata"]["name"]}}]
-    upstream = urlsplit(config["GATEHOUSE_UPSTREAM"])
-    assert upstream.hostname == "127.0.0.1"
-    assert f"--port={upstream.port}" in app["command"]
+    assert config["GATEHOUSE_UPSTREAM"] == f"unix:{SOCKET_PATH}"
+    assert f"--uds={config['GATEHOUSE_UPSTREAM'].removeprefix('unix:')}" in app["command"]
     assert int(config["GATEHOUSE_LISTEN"].rsplit(":", 1)[1]) == named_port(gatehouse, "http")
     assert int(config["GATEHOUSE_ADMIN_LISTEN"].rsplit(":", 1)[1]) == named_port(gatehouse, "admin")
     assert config["GATEHOUSE_UPSTREAM"] and (config.get("BETTER_AUTH_URL") or config.get("GATEHOUSE_JWKS_URL"))
@@ -573,6 +651,8 @@ def test_systemd_unit_hardening(documented_variables):
 
     env = parse_env_file(SYSTEMD / "gatehouse.env.example")
     assert set(env) <= documented_variables, set(env) - documented_variables
+    assert env["GATEHOUSE_UPSTREAM"] == f"unix:{SOCKET_PATH}"
+    assert "AF_UNIX" in unit["RestrictAddressFamilies"][0].split(), "connecting to the socket needs AF_UNIX"
     budget = seconds(env["GATEHOUSE_SHUTDOWN_DELAY"]) + seconds(env["GATEHOUSE_SHUTDOWN_TIMEOUT"])
     assert seconds(unit["TimeoutStopSec"][0]) >= budget + 5
 

@@ -1,9 +1,12 @@
 """Fixtures for the end-to-end suite: the real upstream (uvicorn + upstream_app) and the
-real gatehouse binary, each a subprocess on free 127.0.0.1 ports.
+real gatehouse binary, each a subprocess on free 127.0.0.1 ports (the upstream on a Unix socket
+instead with E2E_UPSTREAM_SOCKET=unix).
 
     GATEHOUSE_BIN       gatehouse binary to test (default: <repo>/.build/debug/gatehouse)
     E2E_GATEHOUSE_CORE  the server core every gatehouse here runs (GATEHOUSE_CORE: nio or loop;
                         default: gatehouse's own default)
+    E2E_UPSTREAM_SOCKET how the upstream listens: tcp (127.0.0.1:<port>, the default) or unix
+                        (uvicorn --uds <tmp>/uvicorn.sock, gatehouse given unix:<path>)
 
 Every gatehouse started here writes stdout/stderr to files under pytest's tmp dir; when a
 test fails, the tail of each running instance's logs (and the upstream's) is attached to
@@ -12,14 +15,17 @@ the report.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +46,16 @@ if UPSTREAM_HTTP not in ("h11", "httptools"):
 
 # The server core under test (GATEHOUSE_CORE), while the event-loop core replaces the NIO one.
 GATEHOUSE_CORE = os.environ.get("E2E_GATEHOUSE_CORE")
+
+# How FastAPI listens: on a TCP port (GATEHOUSE_UPSTREAM=http://127.0.0.1:<port>), or on a Unix
+# socket (uvicorn --uds, GATEHOUSE_UPSTREAM=unix:<path>). `make test` runs the suite each way.
+UPSTREAM_SOCKET = os.environ.get("E2E_UPSTREAM_SOCKET", "tcp")
+if UPSTREAM_SOCKET not in ("tcp", "unix"):
+    raise SystemExit(f"E2E_UPSTREAM_SOCKET must be tcp or unix, not {UPSTREAM_SOCKET!r}")
+if UPSTREAM_SOCKET == "unix" and GATEHOUSE_CORE == "nio":
+    raise SystemExit("E2E_UPSTREAM_SOCKET=unix needs the loop core: gatehouse refuses a unix: upstream with GATEHOUSE_CORE=nio")
+# sun_path: 108 bytes, the last one the terminating NUL.
+MAX_SOCKET_PATH_BYTES = 107
 
 # Processes alive right now, whose logs are attached to a failing test's report.
 _LIVE: list["_Logged"] = []
@@ -103,10 +119,21 @@ class _Logged:
 @dataclass
 class Upstream(_Logged):
     port: int = 0
+    # Set when uvicorn listens on a Unix socket (--uds) instead of a port.
+    socket_path: Path | None = None
 
     @property
     def url(self) -> str:
+        """What gatehouse is given as GATEHOUSE_UPSTREAM."""
+        if self.socket_path is not None:
+            return f"unix:{self.socket_path}"
         return f"http://127.0.0.1:{self.port}"
+
+    def client(self, **kwargs) -> httpx.Client:
+        """An httpx client that talks to the upstream directly, over whichever socket it has."""
+        if self.socket_path is not None:
+            return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket_path)), base_url="http://upstream", **kwargs)
+        return httpx.Client(base_url=self.url, **kwargs)
 
 
 @dataclass
@@ -216,14 +243,46 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
 # process starters
 
 
-def start_upstream(tmp_dir: Path, app: str = "upstream_app:app", cwd: Path = HERE) -> Upstream:
-    port = free_port()
-    stdout_path, stderr_path = tmp_dir / f"upstream-{port}.out", tmp_dir / f"upstream-{port}.err"
+def unix_socket_path(tmp_dir: Path, name: str = "uvicorn.sock") -> Path:
+    """`tmp_dir/name`, or the same name in a fresh short directory under /tmp when that path
+    would not fit in sun_path (a long TMPDIR)."""
+    path = tmp_dir / name
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
+        short = tempfile.mkdtemp(prefix="gh-e2e-", dir="/tmp")
+        atexit.register(shutil.rmtree, short, ignore_errors=True)
+        path = Path(short) / name
+    return path
+
+
+def unreachable_upstream_url() -> str:
+    """An upstream URL nothing listens on, of the kind E2E_UPSTREAM_SOCKET selects: a free port,
+    or the path of a socket that does not exist."""
+    if UPSTREAM_SOCKET == "unix":
+        return f"unix:{tempfile.gettempdir()}/gh-e2e-absent-{os.getpid()}-{time.monotonic_ns()}.sock"
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def start_upstream(
+    tmp_dir: Path, app: str = "upstream_app:app", cwd: Path = HERE, socket_kind: str | None = None
+) -> Upstream:
+    """uvicorn serving `app`, on 127.0.0.1:<free port> or on `tmp_dir`/uvicorn.sock
+    (`socket_kind`, default E2E_UPSTREAM_SOCKET)."""
+    socket_kind = socket_kind or UPSTREAM_SOCKET
+    port, socket_path = 0, None
+    if socket_kind == "unix":
+        socket_path = unix_socket_path(tmp_dir)
+        listen = ["--uds", str(socket_path)]
+        tag = f"uds-{tmp_dir.name}"
+    else:
+        port = free_port()
+        listen = ["--host", "127.0.0.1", "--port", str(port)]
+        tag = str(port)
+    stdout_path, stderr_path = tmp_dir / f"upstream-{tag}.out", tmp_dir / f"upstream-{tag}.err"
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "uvicorn", app,
-                "--host", "127.0.0.1", "--port", str(port),
+                *listen,
                 "--http", UPSTREAM_HTTP,
                 # h11: headers of up to 1 MiB, so the header-size tests measure gatehouse, not uvicorn
                 *(["--h11-max-incomplete-event-size", str(1 << 20)] if UPSTREAM_HTTP == "h11" else []),
@@ -236,13 +295,17 @@ def start_upstream(tmp_dir: Path, app: str = "upstream_app:app", cwd: Path = HER
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
         )
-    up = Upstream(name=f"upstream:{port}", proc=proc, stdout_path=stdout_path, stderr_path=stderr_path, port=port)
+    up = Upstream(
+        name=f"upstream:{socket_path or port}", proc=proc, stdout_path=stdout_path, stderr_path=stderr_path,
+        port=port, socket_path=socket_path,
+    )
     _LIVE.append(up)
 
     def ready() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"uvicorn exited with {proc.returncode}\n{up.logs()}")
-        return httpx.get(f"{up.url}/openapi.json", timeout=1).status_code == 200
+        with up.client(timeout=1) as direct:
+            return direct.get("/openapi.json").status_code == 200
 
     try:
         wait_until(ready, timeout=30, what="upstream to answer")
@@ -322,7 +385,20 @@ def start_gatehouse(
 
 @pytest.fixture(scope="session")
 def upstream(tmp_path_factory) -> Iterator[Upstream]:
+    """The test app under uvicorn, on a TCP port or a Unix socket (E2E_UPSTREAM_SOCKET)."""
     up = start_upstream(tmp_path_factory.mktemp("upstream"))
+    yield up
+    up.stop(signal.SIGTERM, timeout=3)
+
+
+@pytest.fixture(scope="session")
+def tcp_upstream(tmp_path_factory, upstream) -> Iterator[Upstream]:
+    """The test app on a TCP port, for what only an http:// upstream has (a path prefix): the
+    session's upstream, or with E2E_UPSTREAM_SOCKET=unix a second uvicorn on 127.0.0.1."""
+    if upstream.socket_path is None:
+        yield upstream
+        return
+    up = start_upstream(tmp_path_factory.mktemp("upstream-tcp"), socket_kind="tcp")
     yield up
     up.stop(signal.SIGTERM, timeout=3)
 

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from conftest import ConnectionClosed, RawConnection, free_port, raw_request
+from conftest import ConnectionClosed, RawConnection, raw_request, unreachable_upstream_url
 
 
 def assert_json_error(response: httpx.Response | object, status: int) -> None:
@@ -33,9 +33,9 @@ def assert_json_error(response: httpx.Response | object, status: int) -> None:
 
 @pytest.fixture(scope="module")
 def dead_upstream_gatehouse(gatehouse_factory):
-    # Nothing listens on that port. Readiness may legitimately depend on the upstream, so
-    # wait for liveness only.
-    return gatehouse_factory(f"http://127.0.0.1:{free_port()}", ready_path="/healthz")
+    # Nothing listens on that port (or at that socket path). Readiness may legitimately depend
+    # on the upstream, so wait for liveness only.
+    return gatehouse_factory(unreachable_upstream_url(), ready_path="/healthz")
 
 
 def test_upstream_refusing_connections_gives_502_json(dead_upstream_gatehouse):

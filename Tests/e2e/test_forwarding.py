@@ -84,8 +84,9 @@ def test_path_and_query_arrive_byte_for_byte(gatehouse, target):
 
 
 @pytest.mark.parametrize("prefix", ["/echo/prefix", "/echo/prefix/"], ids=["plain", "trailing-slash"])
-def test_path_prefix_of_upstream_is_prepended(gatehouse_factory, upstream, prefix):
-    gh = gatehouse_factory(f"{upstream.url}{prefix}")
+def test_path_prefix_of_upstream_is_prepended(gatehouse_factory, tcp_upstream, prefix):
+    # A path prefix needs an http:// upstream (a unix: one is a socket path and nothing else).
+    gh = gatehouse_factory(f"{tcp_upstream.url}{prefix}")
     response = raw_request(gh.port, b"GET /a%2Fb/c?x=1&y=%20 HTTP/1.1\r\nHost: h\r\n\r\n")
     assert response.status == 200, response
     assert response.json()["raw_path"] == "/echo/prefix/a%2Fb/c"

@@ -16,6 +16,8 @@ import threading
 import httpx
 import pytest
 
+from conftest import UPSTREAM_SOCKET, unix_socket_path
+
 
 class KeepAliveUpstream(socketserver.ThreadingTCPServer):
     daemon_threads = True
@@ -24,6 +26,25 @@ class KeepAliveUpstream(socketserver.ThreadingTCPServer):
     def __init__(self):
         self.request_lines: list[bytes] = []
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class KeepAliveUnixUpstream(socketserver.ThreadingUnixStreamServer):
+    """The same upstream on a Unix socket (E2E_UPSTREAM_SOCKET=unix)."""
+
+    daemon_threads = True
+
+    def __init__(self, path):
+        self.request_lines: list[bytes] = []
+        self.path = path
+        super().__init__(str(path), _Handler)
+
+    @property
+    def url(self) -> str:
+        return f"unix:{self.path}"
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -47,11 +68,14 @@ class _Handler(socketserver.StreamRequestHandler):
 
 
 @pytest.fixture
-def keepalive_gatehouse(gatehouse_factory):
-    upstream = KeepAliveUpstream()
+def keepalive_gatehouse(gatehouse_factory, tmp_path):
+    if UPSTREAM_SOCKET == "unix":
+        upstream = KeepAliveUnixUpstream(unix_socket_path(tmp_path, "keepalive.sock"))
+    else:
+        upstream = KeepAliveUpstream()
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     try:
-        yield gatehouse_factory(f"http://127.0.0.1:{upstream.server_address[1]}"), upstream
+        yield gatehouse_factory(upstream.url), upstream
     finally:
         upstream.shutdown()
         upstream.server_close()

@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from auth_support import bearer, start_auth_gatehouse
-from conftest import free_port, wait_until
+from conftest import unreachable_upstream_url, wait_until
 from tokens import better_auth_payload
 
 QUERY = "access_token"
@@ -129,7 +129,7 @@ def test_close_code_from_fastapi_reaches_the_client(gh, token):
 
 
 def test_upstream_down_is_502(gatehouse_factory, jwks, token):
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = unreachable_upstream_url()
     gh = start_auth_gatehouse(gatehouse_factory, dead, jwks)
     with pytest.raises(InvalidStatus) as refused:
         connect(ws_url(gh, "/ws/echo"), additional_headers=bearer(token), open_timeout=10)

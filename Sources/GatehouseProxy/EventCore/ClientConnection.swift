@@ -472,24 +472,18 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         guard let exchange else { return }
         exchange.entry.status = head.status
         exchange.entry.upstreamDuration = ContinuousClock.now - exchange.started
-        var response = worker.shared.proxy.responseHead(from: head, requestID: exchange.requestID)
         let bodyless = exchange.isHead || head.status == 204 || head.status == 304 || (100..<200).contains(head.status)
-        if !bodyless, response.headerFields[.contentLength] == nil {
-            if exchange.version == .http11 {
-                response.headerFields[.transferEncoding] = "chunked"
-                exchange.chunked = true
-            } else {
-                exchange.closeAfter = true  // HTTP/1.0: the end of the body is the end of the connection
-            }
-        }
         if !exchange.keepAlive { exchange.closeAfter = true }
-        if exchange.closeAfter {
-            response.headerFields[.connection] = "close"
-        } else if exchange.version == .http10 {
-            response.headerFields[.connection] = "keep-alive"
+        let (bytes, framing) = ResponseHeadBytes.forwarded(
+            head, requestID: exchange.requestID, bodyless: bodyless, http10: exchange.version == .http10,
+            close: exchange.closeAfter)
+        switch framing {
+        case .asSent: break
+        case .chunked: exchange.chunked = true
+        case .untilClose: exchange.closeAfter = true  // HTTP/1.0: the end of the body is the end of the connection
         }
         exchange.headSent = true
-        queue(ResponseHeadBytes.serialize(response))
+        queue(bytes)
     }
 
     func upstreamBody(_ transfer: UpstreamTransfer, _ bytes: UnsafeRawBufferPointer) -> Bool {
@@ -530,8 +524,14 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
             destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[exchange.bodySent..<(exchange.bodySent + n)]))
         }
         exchange.bodySent += n
+        if exchange.bodySent >= 64 * 1024, exchange.bodySent * 2 >= exchange.body.count, exchange.bodySent < exchange.body.count {
+            // Bytes already sent are dropped as they pile up, so the buffer never holds more
+            // than the high-water mark of unsent bytes plus what has not been compacted yet.
+            exchange.body.removeFirst(exchange.bodySent)
+            exchange.bodySent = 0
+        }
         if exchange.bodySent == exchange.body.count {
-            exchange.body.removeAll(keepingCapacity: true)
+            exchange.body.removeAll(keepingCapacity: exchange.body.capacity <= Self.highWaterMark)
             exchange.bodySent = 0
             // Room again: read more of the body (and parse what was held back).
             if !watcher.wantsRead, !inputEnded, state == .exchanging { watcher.setRead(true) }
@@ -625,7 +625,7 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         flushScheduled = false
         while outputSent < output.count {
             let n = output.withUnsafeBytes { bytes in
-                write(fd, bytes.baseAddress! + outputSent, bytes.count - outputSent)
+                Glibc.send(fd, bytes.baseAddress! + outputSent, bytes.count - outputSent, Int32(MSG_NOSIGNAL))
             }
             if n > 0 {
                 outputSent += n

@@ -135,7 +135,7 @@ private final class LocalAnswerConnection: IOReadinessHandler, LoopTimerHandler 
     private func flush() {
         var sent = 0
         while sent < output.count {
-            let n = output.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + sent, $0.count - sent) }
+            let n = output.withUnsafeBytes { send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
             if n > 0 {
                 sent += n
                 continue

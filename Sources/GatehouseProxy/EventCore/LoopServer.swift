@@ -26,6 +26,9 @@ public struct LoopServer: Sendable {
     }
 
     public func run() async throws {
+        // A peer that closed its socket must cost an EPIPE, not the process: every socket
+        // write here passes MSG_NOSIGNAL, and this covers any write that does not.
+        signal(SIGPIPE, SIG_IGN)
         var upstreamConfiguration = UpstreamClientConfiguration()
         upstreamConfiguration.headersTimeoutMilliseconds = configuration.upstreamTimeout.milliseconds
         upstreamConfiguration.connectTimeoutMilliseconds = configuration.upstreamConnectTimeout.milliseconds

@@ -1,3 +1,4 @@
+import GatehouseUpstream
 import HTTPTypes
 
 /// Response heads and chunk framing as bytes on the wire (RFC 9112 §4, §7.1).
@@ -75,6 +76,129 @@ enum ResponseHeadBytes {
         case 505: "HTTP Version Not Supported"
         default: ""
         }
+    }
+
+    /// How the body of a forwarded response is framed to the client.
+    enum Framing {
+        /// FastAPI's own `Content-Length` (or no body at all) goes through.
+        case asSent
+        /// No length: chunked to an HTTP/1.1 client.
+        case chunked
+        /// No length, HTTP/1.0 client: the body ends with the connection.
+        case untilClose
+    }
+
+    /// The client's response head for FastAPI's, written straight from the parsed upstream
+    /// head: the same rules as `ProxyResponder.responseHead` (which builds `HTTPFields` for the
+    /// other paths) in one pass over the bytes, with no per-field allocation. Hop-by-hop fields
+    /// are dropped (RFC 9110 §7.6.1: the fixed set and what `Connection` names), and
+    /// `X-Request-Id` is replaced; a name that is not a token is dropped and a control byte in
+    /// a value becomes a space, as swift-http-types does. `bodyless`: HEAD, 1xx, 204, 304.
+    /// Returns the bytes and the framing chosen (`Content-Length` from FastAPI, or none).
+    static func forwarded(
+        _ head: UpstreamResponseHead, requestID: String, bodyless: Bool, http10: Bool, close: Bool
+    ) -> (bytes: [UInt8], framing: Framing) {
+        var nominated: Set<String>?
+        for field in head.headers where isName(field.name, "connection") {
+            let names = HopByHopHeaders.names(connectionValues: [field.value])
+            if names.count != HopByHopHeaders.fixed.count { nominated = (nominated ?? []).union(names) }
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(128 + head.headers.count * 48)
+        bytes.append(contentsOf: "HTTP/1.1 ".utf8)
+        appendDecimal(head.status, to: &bytes)
+        bytes.append(0x20)
+        bytes.append(contentsOf: reasonPhrase(head.status).utf8)
+        bytes.append(contentsOf: [0x0D, 0x0A])
+        var hasLength = false
+        for field in head.headers {
+            var name = field.name
+            let keep = name.withUTF8 { raw -> Bool in
+                guard isToken(raw) else { return false }
+                if isHopByHop(raw) || equalsLowercased(raw, "x-request-id") { return false }
+                if let nominated, nominated.contains(field.name.lowercased()) { return false }
+                if equalsLowercased(raw, "content-length") { hasLength = true }
+                bytes.append(contentsOf: raw)
+                return true
+            }
+            guard keep else { continue }
+            bytes.append(contentsOf: [0x3A, 0x20])
+            var value = field.value
+            value.withUTF8 { raw in
+                for byte in raw {
+                    // RFC 9110 §5.5: field values are VCHAR, obs-text, SP and HTAB.
+                    bytes.append((byte < 0x20 && byte != 0x09) || byte == 0x7F ? 0x20 : byte)
+                }
+            }
+            bytes.append(contentsOf: [0x0D, 0x0A])
+        }
+        bytes.append(contentsOf: "X-Request-Id: ".utf8)
+        bytes.append(contentsOf: requestID.utf8)
+        bytes.append(contentsOf: [0x0D, 0x0A])
+        var framing = Framing.asSent
+        if !bodyless, !hasLength {
+            if http10 {
+                framing = .untilClose
+            } else {
+                framing = .chunked
+                bytes.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8)
+            }
+        }
+        if close || framing == .untilClose {
+            bytes.append(contentsOf: "Connection: close\r\n".utf8)
+        } else if http10 {
+            bytes.append(contentsOf: "Connection: keep-alive\r\n".utf8)
+        }
+        bytes.append(contentsOf: [0x0D, 0x0A])
+        return (bytes, framing)
+    }
+
+    /// RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+    /// "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA.
+    static func isToken(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard !bytes.isEmpty else { return false }
+        for byte in bytes {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                continue
+            case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
+                UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
+                UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+                continue
+            default:
+                return false
+            }
+        }
+        return true
+    }
+
+    /// One of `HopByHopHeaders.fixed`, compared without building a lowercased string.
+    private static func isHopByHop(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+        switch name.count {
+        case 2: return equalsLowercased(name, "te")
+        case 7: return equalsLowercased(name, "upgrade") || equalsLowercased(name, "trailer")
+        case 10: return equalsLowercased(name, "connection") || equalsLowercased(name, "keep-alive")
+        case 16: return equalsLowercased(name, "proxy-connection")
+        case 17: return equalsLowercased(name, "transfer-encoding")
+        case 18: return equalsLowercased(name, "proxy-authenticate")
+        case 19: return equalsLowercased(name, "proxy-authorization")
+        default: return false
+        }
+    }
+
+    /// ASCII case-insensitive equality with a lowercase literal.
+    static func equalsLowercased(_ bytes: UnsafeBufferPointer<UInt8>, _ lowercase: StaticString) -> Bool {
+        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
+        let expected = lowercase.utf8Start
+        for index in 0..<bytes.count where bytes[index] | 0x20 != expected[index] && bytes[index] != expected[index] {
+            return false
+        }
+        return true
+    }
+
+    private static func isName(_ name: String, _ lowercase: StaticString) -> Bool {
+        var name = name
+        return name.withUTF8 { equalsLowercased($0, lowercase) }
     }
 
     /// `<hex size>\r\n` before a chunk's data.

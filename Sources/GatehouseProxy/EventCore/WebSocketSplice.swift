@@ -181,7 +181,7 @@ final class WebSocketSplice: IOReadinessHandler, LoopTimerHandler {
 
     private func writeUpstream() {
         while toUpstreamSent < toUpstream.count {
-            let n = toUpstream.withUnsafeBytes { write(fd, $0.baseAddress! + toUpstreamSent, $0.count - toUpstreamSent) }
+            let n = toUpstream.withUnsafeBytes { send(fd, $0.baseAddress! + toUpstreamSent, $0.count - toUpstreamSent, Int32(MSG_NOSIGNAL)) }
             if n > 0 {
                 toUpstreamSent += n
                 continue

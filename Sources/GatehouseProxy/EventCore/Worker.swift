@@ -9,8 +9,9 @@ import Synchronization
 import Glibc
 #endif
 
-/// What every worker reads and nothing changes after start: shared by reference, never locked.
-struct WorkerShared: Sendable {
+/// What every worker reads and nothing changes after start: shared by reference (a class, so
+/// reading `proxy` does not copy and retain the whole struct per request), never locked.
+final class WorkerShared: Sendable {
     let proxy: ProxyResponder
     let authenticator: Authenticator?
     let metrics: ProxyMetrics
@@ -19,6 +20,21 @@ struct WorkerShared: Sendable {
     let headerReadTimeoutMilliseconds: Int
     let upstream: UpstreamClientConfiguration
     let connections: ConnectionBudget
+
+    init(
+        proxy: ProxyResponder, authenticator: Authenticator?, metrics: ProxyMetrics, logger: Logger,
+        parserLimits: HTTP1Limits, headerReadTimeoutMilliseconds: Int, upstream: UpstreamClientConfiguration,
+        connections: ConnectionBudget
+    ) {
+        self.proxy = proxy
+        self.authenticator = authenticator
+        self.metrics = metrics
+        self.logger = logger
+        self.parserLimits = parserLimits
+        self.headerReadTimeoutMilliseconds = headerReadTimeoutMilliseconds
+        self.upstream = upstream
+        self.connections = connections
+    }
 }
 
 /// `GATEHOUSE_MAX_CONNECTIONS` across all workers: past it, workers stop accepting (new
