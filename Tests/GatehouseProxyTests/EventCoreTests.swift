@@ -1,3 +1,4 @@
+import GatehouseUpstream
 import HTTPTypes
 import Testing
 
@@ -42,5 +43,43 @@ import Testing
         var bytes: [UInt8] = []
         ResponseHeadBytes.appendChunkSize(size, to: &bytes)
         #expect(String(decoding: bytes, as: UTF8.self) == hex + "\r\n")
+    }
+
+    func upstreamHead(_ fields: [(String, String)], status: Int = 200) -> UpstreamResponseHead {
+        UpstreamResponseHead(status: status, reason: "", headers: fields.map { .init(name: $0.0, value: $0.1) })
+    }
+
+    @Test func fastApisHeadIsForwardedWithoutHopByHopFields() {
+        let head = upstreamHead([
+            ("Content-Type", "application/json"), ("Connection", "keep-alive, X-Secret-Hop"), ("Keep-Alive", "timeout=5"),
+            ("X-Secret-Hop", "1"), ("Transfer-Encoding", "chunked"), ("X-Request-Id", "forged"), ("Set-Cookie", "a=1"),
+            ("Set-Cookie", "b=2"), ("Bad Name", "x"), ("X-Ctl", "a\u{01}b"),
+        ])
+        let (bytes, framing) = ResponseHeadBytes.forwarded(head, requestID: "rid", bodyless: false, http10: false, close: false)
+        #expect(framing == .chunked)
+        #expect(String(decoding: bytes, as: UTF8.self) == """
+            HTTP/1.1 200 OK\r
+            Content-Type: application/json\r
+            Set-Cookie: a=1\r
+            Set-Cookie: b=2\r
+            X-Ctl: a b\r
+            X-Request-Id: rid\r
+            Transfer-Encoding: chunked\r
+            \r
+
+            """)
+    }
+
+    @Test func aDeclaredLengthIsKeptAndHTTP10GetsItsConnectionField() {
+        let withLength = upstreamHead([("Content-Length", "2")])
+        let keptAlive = ResponseHeadBytes.forwarded(withLength, requestID: "r", bodyless: false, http10: true, close: false)
+        #expect(keptAlive.framing == .asSent)
+        #expect(String(decoding: keptAlive.bytes, as: UTF8.self).hasSuffix("Content-Length: 2\r\nX-Request-Id: r\r\nConnection: keep-alive\r\n\r\n"))
+        let unknownLength = ResponseHeadBytes.forwarded(upstreamHead([]), requestID: "r", bodyless: false, http10: true, close: false)
+        #expect(unknownLength.framing == .untilClose)
+        #expect(String(decoding: unknownLength.bytes, as: UTF8.self).hasSuffix("X-Request-Id: r\r\nConnection: close\r\n\r\n"))
+        let noContent = ResponseHeadBytes.forwarded(upstreamHead([], status: 204), requestID: "r", bodyless: true, http10: false, close: true)
+        #expect(noContent.framing == .asSent)
+        #expect(String(decoding: noContent.bytes, as: UTF8.self) == "HTTP/1.1 204 No Content\r\nX-Request-Id: r\r\nConnection: close\r\n\r\n")
     }
 }

@@ -100,6 +100,9 @@ enum ResponseHeadBytes {
     ) -> (bytes: [UInt8], framing: Framing) {
         var nominated: Set<String>?
         for field in head.headers where isName(field.name, "connection") {
+            // The usual values name only fields dropped anyway: no list to parse.
+            var value = field.value
+            if value.withUTF8({ equalsLowercased($0, "keep-alive") || equalsLowercased($0, "close") }) { continue }
             let names = HopByHopHeaders.names(connectionValues: [field.value])
             if names.count != HopByHopHeaders.fixed.count { nominated = (nominated ?? []).union(names) }
         }
