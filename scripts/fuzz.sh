@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# libFuzzer runs of the JOSE parsers (Fuzz/TokenParser, Fuzz/JWKSParser).
+# libFuzzer runs of the JOSE parsers and the HTTP/1.1 request parser (Fuzz/TokenParser,
+# Fuzz/JWKSParser, Fuzz/HTTP1Parser).
 #
-#   scripts/fuzz.sh [SECONDS]   build both fuzzers with -sanitize=fuzzer (.build-fuzz) and run
+#   scripts/fuzz.sh [SECONDS]   build every fuzzer with -sanitize=fuzzer (.build-fuzz) and run
 #                               each for SECONDS (default 60) on a temporary copy of its seed
 #                               corpus; a crashing input is saved under Fuzz/crashes/ and the
 #                               script exits non-zero.
@@ -18,7 +19,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 TARGETS=("TokenParser:token:20000" "JWKSParser:jwks:65536" "HTTP1Parser:http1:16384")
 
 usage() {
-    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
 }
 

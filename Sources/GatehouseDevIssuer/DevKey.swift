@@ -1,6 +1,6 @@
 import CCrypto
 import CSodium
-import Foundation
+import FoundationEssentials
 import JOSE
 
 #if canImport(Glibc)

@@ -1,5 +1,8 @@
-public import Foundation
 import JOSE
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Mints tokens of Better Auth 1.4's exact shape (its `jwt` plugin): header `{"alg","kid"}`
 /// only, and a payload of `iat`, the user object, `sub`, `exp`, `iss`, `aud`.
@@ -26,10 +29,12 @@ public struct TokenMinter: Sendable {
         }
     }
 
-    public func mint(user: User, ttlSeconds: Int, now: Date = Date()) -> String {
-        let iat = Int(now.timeIntervalSince1970)
-        let created = ISO8601DateFormatter.betterAuth.string(from: now.addingTimeInterval(-86_400))
-        let updated = ISO8601DateFormatter.betterAuth.string(from: now)
+    /// `now`: seconds since 1970 (default: the clock).
+    public func mint(user: User, ttlSeconds: Int, now: Double? = nil) -> String {
+        let now = now ?? Self.clock()
+        let iat = Int(now)
+        let created = Self.betterAuthDate(now - 86_400)
+        let updated = Self.betterAuthDate(now)
         let q = JSONText.quoted
         let header = #"{"alg":\#(q(key.algorithm)),"kid":\#(q(key.kid))}"#
         let payload = "{\"iat\":\(iat),\"name\":\(q(user.name)),\"email\":\(q(user.email)),"
@@ -41,11 +46,22 @@ public struct TokenMinter: Sendable {
     }
 }
 
-extension ISO8601DateFormatter {
-    /// `2025-12-07T09:00:00.000Z`, as Better Auth serialises dates.
-    nonisolated(unsafe) static let betterAuth: ISO8601DateFormatter = {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter
-    }()
+extension TokenMinter {
+    /// `2025-12-07T09:00:00.000Z`, as Better Auth serialises dates (RFC 3339, UTC, milliseconds).
+    static func betterAuthDate(_ seconds: Double) -> String {
+        var time = time_t(seconds.rounded(.down))
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        let milliseconds = Int((seconds - seconds.rounded(.down)) * 1000)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        let millis = milliseconds < 10 ? "00\(milliseconds)" : milliseconds < 100 ? "0\(milliseconds)" : "\(milliseconds)"
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(millis)Z"
+    }
+
+    static func clock() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
 }

@@ -84,7 +84,7 @@ struct CORSPolicy: Sendable, Equatable {
     /// `scheme://host[:port]` in the lower case browsers send (RFC 6454 §6.2), or nil. `null`
     /// (sandboxed and file documents) is never an origin one can allow.
     static func serialisedOrigin(_ text: String) -> String? {
-        guard let separator = text.range(of: "://") else { return nil }
+        guard let separator = text.firstRange(of: "://") else { return nil }
         let scheme = text[..<separator.lowerBound]
         let authority = text[separator.upperBound...]
         guard let first = scheme.first, first.isASCII, first.isLetter,

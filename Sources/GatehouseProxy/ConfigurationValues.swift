@@ -96,7 +96,7 @@ public struct UpstreamURL: Sendable, Equatable, CustomStringConvertible {
         if lower.hasPrefix("unix:") {
             return parseUnixSocket(String(text.dropFirst(5)))
         }
-        guard let schemeEnd = text.range(of: "://"), lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
+        guard let schemeEnd = text.firstRange(of: "://"), lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
             return nil
         }
         let rest = text[schemeEnd.upperBound...]
@@ -154,7 +154,7 @@ public struct UpstreamURL: Sendable, Equatable, CustomStringConvertible {
     /// Host and port for a direct TCP connection (WebSocket tunnels) to an http(s) upstream;
     /// brackets of an IPv6 literal removed, the scheme's default port when none is given.
     var hostAndPort: (host: String, port: Int) {
-        let authority = origin[origin.range(of: "://")!.upperBound...]
+        let authority = origin[origin.firstRange(of: "://")!.upperBound...]
         let defaultPort = isHTTPS ? 443 : 80
         if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") {
             let host = String(authority[authority.index(after: authority.startIndex)..<close])

@@ -1,6 +1,9 @@
 import CCurl
-import Foundation
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The one thread that drives libcurl.
 ///
@@ -41,11 +44,15 @@ final class CurlLoop: Sendable {
         self.configuration = configuration
         self.multi = MultiHandle(pointer: curl_multi_init())
         _ = gh_multi_setopt_long(multi.pointer, CURLMOPT_MAXCONNECTS, 1024)
-        let thread = Thread { [self] in
-            LoopThread(multi: self.multi.pointer, configuration: self.configuration, loop: self).run()
-        }
-        thread.name = "gatehouse-curl"
-        thread.start()
+        // A plain detached pthread (no Foundation): it ends when `stop` is queued.
+        let body = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        pthread_create(&thread, nil, { argument in
+            let loop = Unmanaged<CurlLoop>.fromOpaque(argument!).takeRetainedValue()
+            LoopThread(multi: loop.multi.pointer, configuration: loop.configuration, loop: loop).run()
+            return nil
+        }, body)
+        pthread_detach(thread)
     }
 
     func start(_ exchange: UpstreamExchange) { enqueue(.start(exchange)) }

@@ -15,6 +15,7 @@
 // which does all that plus the work it exists for.
 //
 // Two event loops, as gatehouse uses on two cores.
+import Foundation
 import GatehouseUpstream
 import NIOCore
 import NIOHTTP1
