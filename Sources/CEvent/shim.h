@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdint.h>
 #include <netdb.h>
+#include <pthread.h>
 
 #include <event2/event.h>
 
@@ -23,6 +24,7 @@ typedef int gh_socket_t;
 struct sockaddr;
 extern int gh_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) __asm__("accept4");
 extern int gh_sched_getaffinity(int pid, size_t size, void *mask) __asm__("sched_getaffinity");
+extern int gh_pthread_setname_np(pthread_t thread, const char *name) __asm__("pthread_setname_np");
 
 /// accept4's flags for a new connection: non-blocking, closed on exec.
 static const int GH_ACCEPT_FLAGS = SOCK_NONBLOCK | SOCK_CLOEXEC;

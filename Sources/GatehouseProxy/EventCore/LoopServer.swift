@@ -1,3 +1,4 @@
+import EventLoop
 import GatehouseAuth
 import GatehouseUpstream
 import HTTP1
@@ -71,6 +72,7 @@ public struct LoopServer: Sendable {
             let adminPart: (fd: Int32, answer: @Sendable (String, String) -> LocalAnswer)? =
                 index == 0 ? (adminListener, { method, path in admin.answer(method: method, path: path) }) : nil
             let thread = WorkerThread {
+                LinuxCalls.nameCurrentThread("gatehouse-w\(index)")
                 do {
                     let worker = try Worker(shared: shared, listenFD: fd, inbox: inbox, admin: adminPart) {
                         drainedWorkers.withLock { $0 += 1 }
