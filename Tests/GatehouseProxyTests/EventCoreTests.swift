@@ -82,4 +82,31 @@ import Testing
         #expect(noContent.framing == .asSent)
         #expect(String(decoding: noContent.bytes, as: UTF8.self) == "HTTP/1.1 204 No Content\r\nX-Request-Id: r\r\nConnection: close\r\n\r\n")
     }
+
+    @Test func theConnectionBudgetAdmitsUpToItsLimitAndFreesOnRelease() {
+        let budget = ConnectionBudget(limit: 2)
+        #expect(budget.acquire())
+        #expect(budget.acquire())
+        #expect(!budget.acquire())  // the third waits
+        budget.release()
+        #expect(budget.acquire())
+        #expect(!budget.acquire())
+    }
+
+    @Test func adminAnswersByMethodAndPath() {
+        let readiness = Readiness(listenerCount: 1, jwks: nil)
+        let admin = AdminResponder(readiness: readiness, metrics: ProxyMetrics(version: "test"), jwks: nil)
+        #expect(admin.answer(method: "GET", path: "/healthz").status == 200)
+        #expect(admin.answer(method: "HEAD", path: "/healthz").status == 200)
+        #expect(admin.answer(method: "GET", path: "/readyz").status == 503)  // its listener has not started
+        readiness.listenerStarted()
+        #expect(admin.answer(method: "GET", path: "/readyz").status == 200)
+        readiness.startDraining()
+        #expect(admin.answer(method: "GET", path: "/readyz").status == 503)
+        let metrics = admin.answer(method: "GET", path: "/metrics")
+        #expect(metrics.status == 200 && metrics.contentType.hasPrefix("text/plain; version=0.0.4"))
+        #expect(String(decoding: metrics.body, as: UTF8.self).contains("gatehouse_"))
+        #expect(admin.answer(method: "POST", path: "/healthz").status == 404)
+        #expect(admin.answer(method: "GET", path: "/nope").status == 404)
+    }
 }
