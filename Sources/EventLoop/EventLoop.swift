@@ -279,3 +279,53 @@ public enum LinuxCalls {
         return mask.reduce(0) { $0 + $1.nonzeroBitCount }
     }
 }
+
+// MARK: - Writing to a non-blocking socket
+
+/// What writing queued bytes to a non-blocking socket came to.
+public enum SocketWrite {
+    /// Every byte from `offset` on was written.
+    case done
+    /// The socket is full: wait for writability, then write again from the new offset.
+    case wouldBlock
+    /// The peer is gone (or another error): close.
+    case failed
+
+    /// Writes `bytes[offset...]` to `fd` until done or the socket is full, advancing `offset`.
+    /// `MSG_NOSIGNAL`: a peer that closed costs an error here, never a SIGPIPE.
+    public static func send(_ fd: Int32, _ bytes: [UInt8], from offset: inout Int) -> SocketWrite {
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n > 0 {
+                offset += n
+                continue
+            }
+            if n < 0, errno == EINTR { continue }
+            return n < 0 && errno == EAGAIN ? .wouldBlock : .failed
+        }
+        return .done
+    }
+}
+
+// MARK: - Threads
+
+/// A plain pthread for a worker's loop: no Swift concurrency executor, no Foundation.
+public final class OSThread: @unchecked Sendable {
+    // @unchecked: `body` is immutable and read only by the new thread; `handle` is written by
+    // `start` and read by `join`, both on the thread that owns this object.
+    private let body: @Sendable () -> Void
+    private var handle = pthread_t()
+
+    public init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+
+    public func start() {
+        let box = Unmanaged.passRetained(self).toOpaque()
+        pthread_create(&handle, nil, { argument in
+            let thread = Unmanaged<OSThread>.fromOpaque(argument!).takeRetainedValue()
+            thread.body()
+            return nil
+        }, box)
+    }
+
+    public func join() { pthread_join(handle, nil) }
+}

@@ -124,28 +124,10 @@ import Testing
         let loop = try EventLoop()
         let wakeable = try Wakeable(loop: loop)
         let remote = wakeable.waker.remote
-        let thread = Thread { usleep(20_000); remote.wake(); remote.wake() }
+        let thread = OSThread { usleep(20_000); remote.wake(); remote.wake() }
         thread.start()
         loop.run()
         thread.join()
         #expect(wakeable.wakes >= 1)
     }
-}
-
-/// A plain pthread (Foundation is not used by the runtime targets).
-final class Thread: @unchecked Sendable {
-    // @unchecked: `body` is set once at init and read once by the new thread; `handle` is
-    // touched only by the creating thread (start, join).
-    private let body: @Sendable () -> Void
-    private var handle = pthread_t()
-    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    func start() {
-        let box = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&handle, nil, { argument in
-            let thread = Unmanaged<Thread>.fromOpaque(argument!).takeRetainedValue()
-            thread.body()
-            return nil
-        }, box)
-    }
-    func join() { pthread_join(handle, nil) }
 }

@@ -623,19 +623,12 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
     /// Writes what is queued; called once per batch, and when the socket becomes writable.
     func flush() {
         flushScheduled = false
-        while outputSent < output.count {
-            let n = output.withUnsafeBytes { bytes in
-                Glibc.send(fd, bytes.baseAddress! + outputSent, bytes.count - outputSent, Int32(MSG_NOSIGNAL))
-            }
-            if n > 0 {
-                outputSent += n
-                continue
-            }
-            if n < 0, errno == EINTR { continue }
-            if n < 0, errno == EAGAIN {
-                watcher.setWrite(true)
-                return
-            }
+        switch SocketWrite.send(fd, output, from: &outputSent) {
+        case .done: break
+        case .wouldBlock:
+            watcher.setWrite(true)
+            return
+        case .failed:
             close()  // the client is gone
             return
         }

@@ -134,16 +134,7 @@ private final class LocalAnswerConnection: IOReadinessHandler, LoopTimerHandler 
 
     private func flush() {
         var sent = 0
-        while sent < output.count {
-            let n = output.withUnsafeBytes { send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
-            if n > 0 {
-                sent += n
-                continue
-            }
-            if n < 0, errno == EINTR { continue }
-            if n < 0, errno == EAGAIN { break }
-            return close()
-        }
+        if case .failed = SocketWrite.send(fd, output, from: &sent) { return close() }
         output.removeFirst(sent)
         watcher.setWrite(!output.isEmpty)
         if output.isEmpty, closeAfterOutput { close() }

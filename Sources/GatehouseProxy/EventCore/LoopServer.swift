@@ -62,7 +62,7 @@ public struct LoopServer: Sendable {
         let adminListener = try ListeningSocket.bind(configuration.adminListen, count: 1)[0]
         let admin = AdminResponder(readiness: readiness, metrics: metrics, jwks: authenticator?.jwks)
         let drainedWorkers = Mutex(0)
-        var threads: [WorkerThread] = []
+        var threads: [OSThread] = []
         var inboxes: [WorkerInbox] = []
         for (index, fd) in listeners.enumerated() {
             let inbox = WorkerInbox()
@@ -71,7 +71,7 @@ public struct LoopServer: Sendable {
             let started = WorkerThread.Started()
             let adminPart: (fd: Int32, answer: @Sendable (String, String) -> LocalAnswer)? =
                 index == 0 ? (adminListener, { method, path in admin.answer(method: method, path: path) }) : nil
-            let thread = WorkerThread {
+            let thread = OSThread {
                 LinuxCalls.nameCurrentThread("gatehouse-w\(index)")
                 do {
                     let worker = try Worker(shared: shared, listenFD: fd, inbox: inbox, admin: adminPart) {
@@ -179,26 +179,8 @@ enum ListeningSocket {
     }
 }
 
-/// A worker's thread: a plain pthread (no Swift concurrency on the request path).
-final class WorkerThread: @unchecked Sendable {
-    // @unchecked: `body` is immutable and read only by the new thread; `handle` is written by
-    // `start` and read by `join`, both on the thread that owns this object.
-    private let body: @Sendable () -> Void
-    private var handle = pthread_t()
-
-    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-
-    func start() {
-        let box = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&handle, nil, { argument in
-            let thread = Unmanaged<WorkerThread>.fromOpaque(argument!).takeRetainedValue()
-            thread.body()
-            return nil
-        }, box)
-    }
-
-    func join() { pthread_join(handle, nil) }
-
+/// A worker's start-up report.
+enum WorkerThread {
     /// A one-time start report from the new thread (nil: started; else why not).
     final class Started: Sendable {
         private let state = Mutex<(done: Bool, problem: String?)>((false, nil))

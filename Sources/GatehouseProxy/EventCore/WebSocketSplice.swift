@@ -180,18 +180,13 @@ final class WebSocketSplice: IOReadinessHandler, LoopTimerHandler {
     }
 
     private func writeUpstream() {
-        while toUpstreamSent < toUpstream.count {
-            let n = toUpstream.withUnsafeBytes { send(fd, $0.baseAddress! + toUpstreamSent, $0.count - toUpstreamSent, Int32(MSG_NOSIGNAL)) }
-            if n > 0 {
-                toUpstreamSent += n
-                continue
-            }
-            if n < 0, errno == EINTR { continue }
-            if n < 0, errno == EAGAIN {
-                watcher.setWrite(true)
-                if phase == .open { connection.stopReading() }
-                return
-            }
+        switch SocketWrite.send(fd, toUpstream, from: &toUpstreamSent) {
+        case .done: break
+        case .wouldBlock:
+            watcher.setWrite(true)
+            if phase == .open { connection.stopReading() }
+            return
+        case .failed:
             if phase == .open { return connection.tunnelEnded() }
             return finish(.failed(timedOut: false))
         }
