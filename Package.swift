@@ -65,14 +65,6 @@ let package = Package(
         .target(name: "JOSE", dependencies: ["CCrypto", "CSodium"]),
         // `swift run -c release jose-bench`: µs per verification beside the raw library call.
         .executableTarget(name: "jose-bench", dependencies: ["JOSE", "CCrypto", "CSodium"]),
-        .executableTarget(
-            name: "nio-floor",
-            dependencies: [
-                "GatehouseUpstream",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-            ]),
         // libFuzzer targets (`make fuzz`). Built normally they replay their seed corpus.
         .target(name: "FuzzSupport", path: "Fuzz/Support"),
         .executableTarget(name: "FuzzTokenParser", dependencies: ["JOSE", "FuzzSupport"], path: "Fuzz/TokenParser"),

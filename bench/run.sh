@@ -8,8 +8,9 @@
 #             the least CPU any libcurl-based proxy spends per request on this machine. The
 #             target: gatehouse's CPU per request at most 1.3x curl_fwd's. Without a gatehouse
 #             binary this scenario measures nginx and curl_fwd only, and says so.
-#   floor     nginx as a reverse proxy vs gatehouse's admin /healthz: HummingbirdCore answering
-#             on its own, nothing forwarded, no curl — the ceiling for any proxy built on it
+#   floor     nginx as a reverse proxy vs gatehouse's admin /healthz, answered by the event loop
+#             itself (LocalAnswerServer, on the first worker's loop): nothing forwarded, no curl —
+#             the ceiling for this server core on this machine
 #   repeated  Envoy jwt_authn vs gatehouse, JWT verification on, one token for every request
 #   distinct  Envoy jwt_authn vs gatehouse, JWT verification on, BENCH_DISTINCT_TOKENS
 #             different valid tokens (different users) sent in turn, so the proxies' token
@@ -57,8 +58,6 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 GATEHOUSE_BIN=${GATEHOUSE_BIN:-.build/release/gatehouse}
-# A bare SwiftNIO server (Sources/nio-floor), built beside gatehouse by `swift build -c release`.
-NIO_FLOOR_BIN=${NIO_FLOOR_BIN:-$(dirname "$GATEHOUSE_BIN")/nio-floor}
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
@@ -164,9 +163,9 @@ mkdir -p "$results"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Free loopback ports, held open together so they differ.
-read -r upstream_port nginx_port gh_plain_port gh_plain_admin envoy_port envoy_admin gh_auth_port gh_auth_admin nio_floor_port curl_fwd_port < <(python3 -c '
+read -r upstream_port nginx_port gh_plain_port gh_plain_admin envoy_port envoy_admin gh_auth_port gh_auth_admin curl_fwd_port < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(10)]
+socks = [socket.socket() for _ in range(9)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -552,13 +551,12 @@ curl_floor_bin() {
 }
 
 # The least any proxy built from gatehouse's two components pays per request in the
-# 'repeated' scenario, each measured alone: HummingbirdCore answering the admin /healthz to
-# the very requests wrk sends (the same token header), and libcurl sending the upstream
-# request gatehouse sends for that token (its headers rebuilt here: token, claims header,
-# identity and forwarding fields). Printed beside Envoy's CPU per request ÷ 1.2: on a
-# CPU-bound machine, gatehouse cannot reach 1.2× Envoy's throughput above that.
-# For scale, a bare SwiftNIO HTTP/1.1 server (nio-floor: a channel handler answering on the
-# event loop, no HummingbirdCore, no async/await) answers the same requests too.
+# 'repeated' scenario, each measured alone: the event loop answering the admin /healthz
+# itself (LocalAnswerServer: nothing forwarded, no curl) to the very requests wrk sends (the
+# same token header), and libcurl sending the upstream request gatehouse sends for that token
+# (its headers rebuilt here: token, claims header, identity and forwarding fields). Printed
+# beside Envoy's CPU per request ÷ 1.2: on a CPU-bound machine, gatehouse cannot reach 1.2×
+# Envoy's throughput above that.
 # $1: target (a url[] key), $2: its pid, $3: wrk output file. Prints its CPU µs per request
 # under the repeated scenario's traffic.
 floor_cpu_per_request() {
@@ -571,28 +569,8 @@ floor_cpu_per_request() {
         'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }'
 }
 
-# The cheapest forwarder those components allow (nio-floor's forwarding mode: a SwiftNIO
-# channel handler sending every request through GatehouseUpstream with the same upstream
-# header lines, answering once the exchange is complete) is measured the same way, with its
-# requests/s: it does no verification, header policy, logging or metrics, so no proxy built
-# on SwiftNIO and gatehouse's libcurl client can serve more than it does.
-# Starts nio-floor on its port, measures it like floor_cpu_per_request, stops it.
-# $1: name, $2: path wrk asks for, $3: wrk output file, then nio-floor's optional
-# ORIGIN HEADER-FILE (forwarding mode).
-nio_floor_cpu_per_request() {
-    local name=$1 path=$2 out=$3
-    shift 3
-    "$NIO_FLOOR_BIN" 127.0.0.1 "$nio_floor_port" "$@" >"$tmp/$name.out" 2>&1 &
-    pids+=("$!")
-    pid_of[$name]=$!
-    url[$name]="http://127.0.0.1:$nio_floor_port$path"
-    wait_for "$name" "${pid_of[$name]}" "${url[$name]}"
-    floor_cpu_per_request "$name" "${pid_of[$name]}" "$out"
-    stop "${pid_of[$name]}"
-}
-
 auth_floors() {
-    local server curl_line nio="" forward=""
+    local server curl_line
     url[gatehouse-admin]="http://127.0.0.1:$gh_auth_admin/healthz"
     server=$(floor_cpu_per_request gatehouse-admin "${pid_of[gatehouse]}" "$results/repeated-floor-healthz.txt")
     "$BENCH_PYTHON" - "$token" "$gh_auth_port" >"$tmp/upstream-headers.txt" <<'PY'
@@ -606,21 +584,9 @@ print(f"X-Forwarded-Host: {host}\nX-Request-Id: {secrets.token_hex(16)}\nX-User-
 print(f"X-User-Email: {claims.get('email', '')}\nX-Auth-Claims: {payload}\nExpect:\nAccept:")
 PY
     cp "$tmp/upstream-headers.txt" "$results/repeated-floor-upstream-headers.txt"
-    if [[ -x $NIO_FLOOR_BIN ]]; then
-        nio=$(nio_floor_cpu_per_request nio-floor /healthz "$results/repeated-floor-nio.txt")
-        forward=$(nio_floor_cpu_per_request nio-forward / "$results/repeated-floor-forward.txt" \
-            "$origin" "$tmp/upstream-headers.txt")
-        awk '/^Requests\/sec:/ { print $2 }' "$results/repeated-floor-forward.txt" >"$tmp/forward-rps"
-    fi
     curl_line=$(curl_floor_bin && "$tmp/curl_floor" "$origin/" "$BENCH_CONNECTIONS" "$BENCH_SECONDS" "$tmp/upstream-headers.txt" || echo "curl_floor failed")
-    echo "floor for repeated: HummingbirdCore alone answering /healthz to the same requests (token header included): $server us CPU/request"
+    echo "floor for repeated: the event loop alone answering the admin /healthz to the same requests (token header included, nothing forwarded, no curl): $server us CPU/request"
     echo "floor for repeated: libcurl alone sending gatehouse's upstream request for this token: $curl_line"
-    if [[ -n $nio ]]; then
-        echo "floor for repeated: bare SwiftNIO server (nio-floor) answering the same requests: $nio us CPU/request"
-        echo "floor for repeated: cheapest forwarder, SwiftNIO + gatehouse's libcurl client (nio-floor forwarding, no verification, no log): $forward us CPU/request, $(cat "$tmp/forward-rps") requests/s"
-    else
-        echo "floor for repeated: no nio-floor binary at $NIO_FLOOR_BIN (swift build -c release --product nio-floor)"
-    fi
 }
 for scenario in "${scenarios[@]}"; do
     case $scenario in
@@ -696,7 +662,7 @@ for scenario in "${scenarios[@]}"; do
         measure "$scenario" envoy gatehouse
         curl -fsS --max-time 5 "$stats_url" >"$results/$scenario-envoy-stats-after.txt" || true
         if [[ $scenario == repeated ]]; then
-            echo "bench: repeated: component floors (HummingbirdCore alone, libcurl alone, SwiftNIO alone and forwarding)"
+            echo "bench: repeated: component floors (the event loop alone answering /healthz, libcurl alone)"
             auth_floor_note=$(auth_floors)
         fi
         envoy_cache_note+=$(awk -v s="$scenario" '
@@ -805,10 +771,6 @@ done
     if [[ -n $auth_floor_note ]]; then
         echo "$auth_floor_note"
         awk -v e="${cpu_med[repeated/envoy]}" 'BEGIN { printf "floor for repeated: Envoy cpu us/req %.1f / 1.2 = %.1f: gatehouse'"'"'s cpu per request must stay below this for 1.2x Envoy'"'"'s throughput\n", e, e / 1.2 }'
-        if [[ -s $tmp/forward-rps ]]; then
-            awk -v f="$(cat "$tmp/forward-rps")" -v e="${rps_med[repeated/envoy]}" -v g="${rps_med[repeated/gatehouse]}" \
-                'BEGIN { printf "floor for repeated: cheapest forwarder / Envoy requests/s = %.2fx (gatehouse / Envoy = %.2fx; target 1.2x)\n", f / e, g / e }'
-        fi
     fi
     if ((want_curl_fwd)); then
         echo "(curl-floor: 'curl_fwd' is bench/curl_forwarder.c, one libevent loop driving libcurl's multi_socket interface: the same upstream"
@@ -817,7 +779,8 @@ done
         ((have_gatehouse)) || echo "(curl-floor: gatehouse NOT MEASURED: no binary at $GATEHOUSE_BIN)"
     fi
     if [[ " ${scenarios[*]} " == *" floor "* ]]; then
-        echo "(floor: 'gatehouse' is its admin listener's /healthz — HummingbirdCore alone, nothing proxied)"
+        echo "(floor: 'gatehouse' is its admin listener's /healthz, answered by the event loop itself (LocalAnswerServer, first worker's"
+        echo " loop): nothing forwarded, no curl — the ceiling for this server core on this machine)"
         echo "$curl_floor_note"
     fi
     echo "(throughput > 1: gatehouse serves more; p99 and cpu per request < 1: gatehouse is faster / cheaper)"

@@ -23,13 +23,22 @@ struct AccessLogEntry {
 
     func log(to logger: Logger) {
         guard logger.logLevel <= .info else { return }
-        // gatehouse's own JSON backend: write the line directly, without building (and then
-        // sorting and merging) a metadata dictionary per request. Same bytes as the general path.
-        if let handler = logger.handler as? LineLogHandler, handler.format == .json, handler.metadata.isEmpty {
-            LineLogHandler.writeLine(jsonLine(timestamp: LineLogHandler.timestamp()))
+        if let line = directLine(for: logger) {
+            LineLogHandler.writeLine(line)
             return
         }
         logger.info("request", metadata: metadata)
+    }
+
+    /// gatehouse's own JSON backend takes the line as bytes, without building (and then
+    /// sorting and merging) a metadata dictionary per request: the same bytes as the general
+    /// path. nil when the logger is another backend or format (then `log(to:)` goes through
+    /// swift-log); the event-loop core collects these lines and writes them once per batch.
+    func directLine(for logger: Logger) -> [UInt8]? {
+        guard let handler = logger.handler as? LineLogHandler, handler.format == .json, handler.metadata.isEmpty else {
+            return nil
+        }
+        return jsonLine(timestamp: LineLogHandler.timestamp())
     }
 
     /// The JSON backend's line for this entry, built straight into bytes (no `String` per

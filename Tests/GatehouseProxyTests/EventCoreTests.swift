@@ -109,4 +109,17 @@ import Testing
         #expect(admin.answer(method: "POST", path: "/healthz").status == 404)
         #expect(admin.answer(method: "GET", path: "/nope").status == 404)
     }
+
+    @Test func requestIDsAre32HexDigitsAndDoNotRepeatAcrossRefills() {
+        var source = RequestIDSource()
+        var seen = Set<String>()
+        for _ in 0..<1000 {  // about four refills of the pool
+            let id = source.next()
+            #expect(id.utf8.count == 32)
+            #expect(id.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+            seen.insert(id)
+        }
+        #expect(seen.count == 1000)
+        #expect(RequestID.accept(source.next()) != nil)  // what gatehouse makes, it would accept from a client
+    }
 }

@@ -152,7 +152,11 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
             inputEnded = true
             watcher.setRead(false)
             if state == .lingering { close(); return }
-            if state == .awaitingHead { close(); return }
+            if state == .awaitingHead {
+                // A half-close after the last request: its answer is still written whole.
+                if outputWaiting { state = .closingAfterOutput } else { close() }
+                return
+            }
             if let exchange, !exchange.bodyComplete {
                 // Cut mid-body: the upstream must never see a short body as complete.
                 exchange.transfer?.resumeSending()
@@ -187,8 +191,12 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         var offset = 0
         while state == .awaitingHead || state == .exchanging {
             if let exchange {
-                // One request at a time: pipelined bytes wait for this answer to end.
-                if exchange.bodyComplete { break }
+                // One request at a time: pipelined bytes wait for this answer to end, in the
+                // kernel's buffer rather than ours (reading resumes in `finishExchange`).
+                if exchange.bodyComplete {
+                    watcher.setRead(false)
+                    break
+                }
                 if exchange.bodyWaiting >= Self.highWaterMark {
                     watcher.setRead(false)
                     break
@@ -235,7 +243,7 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         let shared = worker.shared
         let proxy = shared.proxy
         let requestIDIndex = head.firstIndex(ofLowercasedName: "x-request-id")
-        let requestID = RequestID.accept(requestIDIndex.map { head.value(at: $0) }) ?? RequestID.generate()
+        let requestID = RequestID.accept(requestIDIndex.map { head.value(at: $0) }) ?? worker.requestIDs.next()
         let target = head.target
         var entry = AccessLogEntry(method: head.method, path: LoggedPath.redacting(target), requestID: requestID)
         entry.routeClass = proxy.defaultRouteClass
@@ -366,7 +374,7 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
             ? ErrorResponse.headersTooLarge
             : ErrorResponse(status: .init(code: error.status), detail: error.detail)
         if exchange == nil {
-            let entry = AccessLogEntry(method: "-", path: "-", requestID: RequestID.generate())
+            let entry = AccessLogEntry(method: "-", path: "-", requestID: worker.requestIDs.next())
             exchange = Exchange(requestID: entry.requestID, entry: entry, head: nil, origin: nil)
             worker.shared.metrics.inFlight.increment()
             exchange?.entry.routeClass = worker.shared.proxy.defaultRouteClass
@@ -473,7 +481,7 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         exchange.entry.status = head.status
         exchange.entry.upstreamDuration = ContinuousClock.now - exchange.started
         let bodyless = exchange.isHead || head.status == 204 || head.status == 304 || (100..<200).contains(head.status)
-        if !exchange.keepAlive { exchange.closeAfter = true }
+        if !exchange.keepAlive || worker.draining { exchange.closeAfter = true }
         let (bytes, framing) = ResponseHeadBytes.forwarded(
             head, requestID: exchange.requestID, bodyless: bodyless, http10: exchange.version == .http10,
             close: exchange.closeAfter)
@@ -534,7 +542,7 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
             exchange.body.removeAll(keepingCapacity: exchange.body.capacity <= Self.highWaterMark)
             exchange.bodySent = 0
             // Room again: read more of the body (and parse what was held back).
-            if !watcher.wantsRead, !inputEnded, state == .exchanging { watcher.setRead(true) }
+            if !watcher.wantsRead, !inputEnded, !exchange.bodyComplete, state == .exchanging { watcher.setRead(true) }
             if !pending.isEmpty { worker.afterBatch(self) }
         }
         return .bytes(n)
@@ -575,7 +583,7 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
             routeClass: exchange.entry.routeClass ?? shared.proxy.defaultRouteClass, status: exchange.entry.status,
             duration: exchange.entry.duration)
         if let upstream = exchange.entry.upstreamDuration { shared.metrics.upstreamDuration.record(upstream) }
-        exchange.entry.log(to: shared.logger)
+        worker.log(exchange.entry)
     }
 
     private func finishExchange() {
@@ -587,12 +595,16 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         if exchange.closeAfter || worker.draining {
             state = .closingAfterOutput
             watcher.setRead(false)
+            timer.arm(milliseconds: shared.upstream.idleTimeoutMilliseconds)
             return
         }
         state = .awaitingHead
+        // The keep-alive idle time starts once the answer is written (`flush`); until then a
+        // client that stops reading gets the idle timeout.
         timer.arm(milliseconds: shared.headerReadTimeoutMilliseconds)
         if inputEnded, pending.isEmpty {
             state = .closingAfterOutput
+            timer.arm(milliseconds: shared.upstream.idleTimeoutMilliseconds)
             return
         }
         watcher.setRead(!inputEnded)
@@ -623,10 +635,17 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
     /// Writes what is queued; called once per batch, and when the socket becomes writable.
     func flush() {
         flushScheduled = false
+        guard state != .closed else { return }
+        let before = outputSent
         switch SocketWrite.send(fd, output, from: &outputSent) {
         case .done: break
         case .wouldBlock:
             watcher.setWrite(true)
+            // Between requests (or closing), a client that stops reading its answer is given
+            // the idle timeout, counted from the last byte it took.
+            if outputSent > before || !timer.isArmed, state == .awaitingHead || state == .closingAfterOutput {
+                timer.arm(milliseconds: worker.shared.upstream.idleTimeoutMilliseconds)
+            }
             return
         case .failed:
             close()  // the client is gone
@@ -635,6 +654,8 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         output.removeAll(keepingCapacity: output.count <= 64 * 1024)
         outputSent = 0
         watcher.setWrite(false)
+        // The answer is out: the keep-alive idle time starts now, not when it was queued.
+        if state == .awaitingHead { timer.arm(milliseconds: worker.shared.headerReadTimeoutMilliseconds) }
         if state == .tunnel {
             tunnel?.clientDrained()
             return
@@ -674,10 +695,20 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         tunnel = nil
         watcher.cancel()
         timer.disarm()
+        // Nothing queued may outlive the descriptor: its number is free the moment it is closed,
+        // and curl or the listener may get it again in this very batch (a flush still scheduled
+        // would write this connection's bytes into that socket).
+        flushScheduled = false
+        output = []
+        outputSent = 0
+        pending = []
         Glibc.close(fd)
         worker.connectionClosed(self)
     }
 
-    /// Idle between requests: safe to close for shutdown.
-    var isIdle: Bool { state == .awaitingHead && exchange == nil && pending.isEmpty }
+    /// Idle between requests, with nothing left to write: safe to close for shutdown.
+    var isIdle: Bool { state == .awaitingHead && exchange == nil && pending.isEmpty && outputSent == output.count }
+
+    /// Bytes queued for the client and not yet written.
+    private var outputWaiting: Bool { outputSent < output.count }
 }

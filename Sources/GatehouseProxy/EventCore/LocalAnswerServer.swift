@@ -69,6 +69,8 @@ private final class LocalAnswerConnection: IOReadinessHandler, LoopTimerHandler 
     var pending: [UInt8] = []
     var output: [UInt8] = []
     var closeAfterOutput = false
+    /// `answerPending` stopped at `maxQueued` with requests left in `pending`.
+    var heldBack = false
     var closed = false
 
     static let idleMilliseconds = 30_000
@@ -96,8 +98,20 @@ private final class LocalAnswerConnection: IOReadinessHandler, LoopTimerHandler 
         if n <= 0 { return close() }
         timer.arm(milliseconds: Self.idleMilliseconds)
         pending += buffer[0..<n]
+        answerPending()
+    }
+
+    /// Answers what has been read, while the answers waiting for the client stay under
+    /// `maxQueued`: a client that pipelines requests and never reads is no longer read (its
+    /// bytes wait in the kernel) instead of making answers pile up here.
+    private func answerPending() {
         var used = 0
+        heldBack = false
         parsing: while !closeAfterOutput {
+            if output.count >= Self.maxQueued {
+                heldBack = true
+                break
+            }
             let step = pending.withUnsafeBytes { parser.parse(UnsafeRawBufferPointer(rebasing: $0[used...])) }
             used += step.consumed
             switch step.event {
@@ -113,6 +127,8 @@ private final class LocalAnswerConnection: IOReadinessHandler, LoopTimerHandler 
         pending.removeFirst(used)
         flush()
     }
+
+    static let maxQueued = 64 * 1024
 
     private func answer(_ head: HTTP1RequestHead) {
         let target = head.target
@@ -136,8 +152,12 @@ private final class LocalAnswerConnection: IOReadinessHandler, LoopTimerHandler 
         var sent = 0
         if case .failed = SocketWrite.send(fd, output, from: &sent) { return close() }
         output.removeFirst(sent)
-        watcher.setWrite(!output.isEmpty)
-        if output.isEmpty, closeAfterOutput { close() }
+        let waiting = !output.isEmpty
+        if !waiting, closeAfterOutput { return close() }
+        watcher.setWrite(waiting)
+        watcher.setRead(!waiting)
+        // Requests held back while the answers waited are answered now.
+        if !waiting, heldBack { answerPending() }
     }
 
     func close() {

@@ -124,6 +124,12 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     private var toContinue: [ClientConnection] = []
     /// Not accepting: all of `GATEHOUSE_MAX_CONNECTIONS` are open.
     private var acceptPaused = false
+    private let acceptRetryHandler = AcceptRetry()
+    private var acceptRetry: LoopTimer!
+    /// Access-log lines of this batch, written with one `write` when it ends.
+    private var accessLog: [UInt8] = []
+    /// Fresh request ids from a buffer of random bytes (one `getrandom` per 256 ids).
+    var requestIDs = RequestIDSource()
     /// Called (on this thread) once the worker has nothing left to serve after a drain.
     private let drained: @Sendable () -> Void
     /// The admin listener, on the first worker's loop (it answers in microseconds).
@@ -146,6 +152,8 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
         inbox.attach(waker.remote)
         listener = IOWatcher(loop: loop, fd: listenFD, handler: self)
         listener?.setRead(true)
+        acceptRetry = LoopTimer(loop: loop, handler: acceptRetryHandler)
+        acceptRetryHandler.worker = self
         if let admin { self.admin = LocalAnswerServer(loop: loop, listenFD: admin.fd, answer: admin.answer) }
         loop.batchEnded = { [unowned self] in self.batchEnded() }
     }
@@ -158,8 +166,29 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
         loop.run()
         admin?.close()
         for connection in Array(connections.values) { connection.close() }
+        writeAccessLog()
+        closeListener()
+    }
+
+    private var listenerClosed = false
+
+    private func closeListener() {
+        guard !listenerClosed else { return }
+        listenerClosed = true
         listener?.cancel()
+        listener = nil
+        acceptRetry.disarm()
         Glibc.close(listenFD)
+    }
+
+    /// Accepting again after running out of descriptors.
+    private final class AcceptRetry: LoopTimerHandler {
+        unowned(unsafe) var worker: Worker?
+        func timerFired(_ timer: LoopTimer) { worker?.retryAccepting() }
+    }
+
+    private func retryAccepting() {
+        if !acceptPaused, !draining { listener?.setRead(true) }
     }
 
     // MARK: Batches
@@ -176,6 +205,24 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
             toFlush = []
             for connection in flushing where connection.flushScheduled { connection.flush() }
         }
+        writeAccessLog()
+    }
+
+    /// One access-log line per request: collected during a batch and written at its end, so a
+    /// busy worker makes one `write` for many requests instead of one each.
+    func log(_ entry: AccessLogEntry) {
+        guard let line = entry.directLine(for: shared.logger) else {
+            entry.log(to: shared.logger)
+            return
+        }
+        accessLog.append(contentsOf: line)
+        if accessLog.count >= 64 * 1024 { writeAccessLog() }
+    }
+
+    private func writeAccessLog() {
+        guard !accessLog.isEmpty else { return }
+        LineLogHandler.writeLine(accessLog)
+        accessLog.removeAll(keepingCapacity: accessLog.count <= 64 * 1024)
     }
 
     func scheduleFlush(_ connection: ClientConnection) { toFlush.append(connection) }
@@ -191,6 +238,9 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
                 acceptPaused = true
                 shared.connections.paused()
                 listener?.setRead(false)
+                // A close between the failed acquire and `paused()` posted no wake-up: look once
+                // more; a place found is handed back, which wakes every paused worker.
+                if shared.connections.acquire() { shared.connections.release() }
                 return
             }
             var address = sockaddr_storage()
@@ -198,8 +248,14 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
             let fd = withUnsafeMutablePointer(to: &address) {
                 LinuxCalls.acceptNonBlocking(listenFD, address: UnsafeMutableRawPointer($0), length: &length)
             }
-            if fd < 0 {  // EAGAIN: all taken; other errors: the next event retries
+            if fd < 0 {
                 shared.connections.release()
+                // Out of descriptors: the listener stays readable and would spin; it rests for
+                // 100 ms instead. EAGAIN (all taken) and other errors: the next event retries.
+                if errno == EMFILE || errno == ENFILE {
+                    listener?.setRead(false)
+                    acceptRetry.arm(milliseconds: 100)
+                }
                 return
             }
             var one: Int32 = 1
@@ -227,8 +283,9 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
             case .drain:
                 guard !draining else { continue }
                 draining = true
-                listener?.cancel()
-                listener = nil
+                // The listening socket itself closes, so new connections are refused (and go
+                // elsewhere) instead of waiting in a backlog nobody reads.
+                closeListener()
                 for connection in Array(connections.values) where connection.isIdle { connection.close() }
                 if connections.isEmpty { drained() }
             case .stop:
@@ -275,6 +332,33 @@ enum SocketAddressText {
             }
         default:
             return nil
+        }
+    }
+}
+
+/// Request ids (`X-Request-Id`) for one worker: 128 random bits each, in hex, cut from a buffer
+/// filled 4 KiB at a time. Debian 12's glibc makes every `arc4random_buf` a `getrandom` system
+/// call; one per request showed in the syscall profile.
+struct RequestIDSource {
+    private var pool = [UInt8](repeating: 0, count: 4096)
+    private var used = 4096
+
+    mutating func next() -> String {
+        if used + 16 > pool.count {
+            pool.withUnsafeMutableBytes { arc4random_buf($0.baseAddress!, $0.count) }
+            used = 0
+        }
+        defer { used += 16 }
+        return pool.withUnsafeBytes { bytes in
+            String(unsafeUninitializedCapacity: 32) { buffer in
+                let hex: StaticString = "0123456789abcdef"
+                for index in 0..<16 {
+                    let byte = bytes[used + index]
+                    buffer[2 * index] = hex.utf8Start[Int(byte >> 4)]
+                    buffer[2 * index + 1] = hex.utf8Start[Int(byte & 0xf)]
+                }
+                return 32
+            }
         }
     }
 }
