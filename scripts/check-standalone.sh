@@ -4,10 +4,11 @@
 #
 #   scripts/check-standalone.sh [ROOT]   (default: this repository)
 #
-# What counts as "outside": a walk up to a sibling `shared/` folder (`../shared`, `shared/fixtures`,
-# `shared/notes`), an absolute path under a user's or a workplace's folder (/work, /home, /Users,
-# /root, /opt/swift-packages), and the absolute path of the checkout itself (a copy of it would
-# break in any other directory). System paths (/tmp, /proc, /usr, /etc, /dev) are fine.
+# What counts as "outside" (the patterns below): a walk up to a sibling folder named shared
+# (its fixtures, notes or hooks), an absolute path under a user's or a workplace's folder (the
+# work, home, Users and root folders, the Swift package mirror), and the absolute path of the
+# checkout itself (a copy of it would break in any other directory). System paths (temporary
+# files, proc, usr, etc, dev) are fine.
 set -euo pipefail
 
 root=$(cd "${1:-$(dirname "${BASH_SOURCE[0]}")/..}" && pwd)
