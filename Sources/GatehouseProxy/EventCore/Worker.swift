@@ -128,6 +128,10 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     private var acceptRetry: LoopTimer!
     /// Access-log lines of this batch, written with one `write` when it ends.
     private var accessLog: [UInt8] = []
+    /// The logger is gatehouse's JSON backend at level info or below (decided once, not per
+    /// request): lines go straight into `accessLog`.
+    private lazy var logsDirectly = AccessLogEntry(method: "", path: "", requestID: "").directLine(for: shared.logger) != nil
+        && shared.logger.logLevel <= .info
     /// Fresh request ids from a buffer of random bytes (one `getrandom` per 256 ids).
     var requestIDs = RequestIDSource()
     /// Called (on this thread) once the worker has nothing left to serve after a drain.
@@ -211,11 +215,11 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     /// One access-log line per request: collected during a batch and written at its end, so a
     /// busy worker makes one `write` for many requests instead of one each.
     func log(_ entry: AccessLogEntry) {
-        guard let line = entry.directLine(for: shared.logger) else {
+        guard logsDirectly else {
             entry.log(to: shared.logger)
             return
         }
-        accessLog.append(contentsOf: line)
+        accessLog.append(contentsOf: entry.jsonLine(timestamp: LineLogHandler.timestamp()))
         if accessLog.count >= 64 * 1024 { writeAccessLog() }
     }
 
