@@ -5,12 +5,13 @@ import PackageDescription
 ///
 /// Layers (each target has one job; lower layers never import higher ones):
 /// - `CCurl`: the libcurl system library plus `static inline` wrappers for its variadic calls.
-/// - `CEvent`, `EventLoop`: libevent 2.1 and the one thin Swift wrapper over it (the new core).
+/// - `CEvent`, `EventLoop`: libevent 2.1 and the one thin Swift wrapper over it.
 /// - `HTTP1`: pure, resumable HTTP/1.1 request parsing (RFC 9112); no I/O, no C; fuzzed.
-/// - `GatehouseUpstream`: the only code that touches curl. One thread drives one multi handle.
+/// - `GatehouseUpstream`: the only code that touches curl: one multi handle per event loop.
 /// - `JOSE`: pure JWS/JWK/JWT verification on libcrypto (+ libsodium for Ed25519); no I/O.
 /// - `GatehouseAuth`: the JWKS cache, the verified-token cache and the per-request decision.
-/// - `GatehouseProxy`: configuration, header rules, the HTTP server, health, shutdown, logging.
+/// - `GatehouseProxy`: configuration, header rules, the workers and their connections, health,
+///   shutdown, logging.
 /// - `gatehouse`: the executable and its subcommands.
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -24,13 +25,9 @@ let package = Package(
         .executable(name: "gatehouse", targets: ["gatehouse"])
     ],
     dependencies: [
-        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
-        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
@@ -75,7 +72,6 @@ let package = Package(
             dependencies: [
                 "CCurl",
                 "EventLoop",
-                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -83,6 +79,7 @@ let package = Package(
             name: "GatehouseAuth",
             dependencies: [
                 "JOSE",
+                "EventLoop",
                 "GatehouseUpstream",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -93,11 +90,7 @@ let package = Package(
             name: "GatehouseDevIssuer",
             dependencies: [
                 "JOSE", "CSodium", "CCrypto",
-                .product(name: "HummingbirdCore", package: "hummingbird"),
-                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -108,15 +101,8 @@ let package = Package(
                 "GatehouseUpstream",
                 "HTTP1",
                 "EventLoop",
-                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
-                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
@@ -143,9 +129,6 @@ let package = Package(
             dependencies: [
                 "GatehouseUpstream",
                 "EventLoop",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

@@ -192,6 +192,48 @@ private func timerCallback(_ fd: gh_socket_t, _ what: Int16, _ argument: UnsafeM
     Unmanaged<LoopTimer>.fromOpaque(argument).takeUnretainedValue().fire()
 }
 
+// MARK: - Signals
+
+/// Receives a signal on the loop thread. Implemented by the `SignalWatcher`'s owner.
+public protocol SignalHandler: AnyObject {
+    func signalReceived(_ signal: Int32)
+}
+
+/// A Unix signal (SIGTERM, SIGINT) delivered as a loop callback instead of in a signal handler.
+/// libevent installs the process-wide handler, which only writes the signal's number to a pipe
+/// the loop reads, so the callback may do anything. Only one loop of the process may watch
+/// signals (libevent's rule); gatehouse watches them on the main thread's control loop.
+/// Same ownership invariant as `IOWatcher`: the handler owns the watcher.
+public final class SignalWatcher {
+    private unowned(unsafe) let handler: any SignalHandler
+    private var event: OpaquePointer?
+    public let signal: Int32
+
+    public init(loop: EventLoop, signal: Int32, handler: any SignalHandler) {
+        self.handler = handler
+        self.signal = signal
+        event = event_new(loop.base, signal, Int16(EV_SIGNAL | EV_PERSIST), signalCallback,
+            Unmanaged.passUnretained(self).toOpaque())
+        precondition(event != nil, "event_new failed (out of memory)")
+        event_add(event, nil)
+    }
+
+    deinit { cancel() }
+
+    /// Stops watching; the signal's previous disposition is restored.
+    public func cancel() {
+        if let event { event_free(event) }
+        event = nil
+    }
+
+    fileprivate func fire() { handler.signalReceived(signal) }
+}
+
+private func signalCallback(_ fd: gh_socket_t, _ what: Int16, _ argument: UnsafeMutableRawPointer?) {
+    guard let argument else { return }
+    Unmanaged<SignalWatcher>.fromOpaque(argument).takeUnretainedValue().fire()
+}
+
 // MARK: - Wake-ups from other threads
 
 /// Receives wake-ups on the loop thread.

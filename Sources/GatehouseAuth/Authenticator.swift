@@ -1,4 +1,3 @@
-public import GatehouseUpstream
 public import JOSE
 public import Logging
 
@@ -69,7 +68,7 @@ public final class Authenticator: Sendable {
     let verifier: JWTVerifier
 
     public init(
-        settings: AuthSettings, client: UpstreamClient, logger: Logger,
+        settings: AuthSettings, logger: Logger,
         jwksFetched: @escaping @Sendable (JWKSCache.FetchResult, Duration) -> Void = { _, _ in }
     ) {
         self.settings = settings
@@ -77,23 +76,22 @@ public final class Authenticator: Sendable {
         self.tokenCache = cache
         self.verifier = JWTVerifier(configuration: settings.verifier)
         self.jwks = JWKSCache(
-            settings: settings, client: client, logger: logger, keysChanged: { kids in cache.retainOnly(kids: kids) },
+            settings: settings, logger: logger, keysChanged: { kids in cache.retainOnly(kids: kids) },
             fetched: jwksFetched)
     }
 
-    public func authenticate(token: Substring) async -> Outcome {
-        if let outcome = authenticateWithKeysInHand(token: token) { return outcome }
-        // Only an unknown kid gets here: one guarded refetch, then a second try.
-        guard case .ready(let refreshed) = await jwks.keysAfterUnknownKid() else { return .keysUnavailable }
-        // The fetch may have taken up to the fetch timeout: judge exp against the time the
-        // request is let through, not the time it arrived.
-        return finish(token.utf8, verifier.verify(token: token.utf8, keys: refreshed, now: Self.now()), keys: refreshed)
+    /// The decision after the JWKS fetch an unknown `kid` asked for (or was refused by the
+    /// cooldown): the current keys decide, and a kid still unknown is rejected. The fetch may
+    /// have taken up to the fetch timeout, so `exp` is judged now, when the request is let
+    /// through, not when it arrived.
+    public func authenticateAfterKeyFetch(token: Substring) -> Outcome {
+        authenticateWithKeysInHand(token: token) ?? .rejected(.unknownKey)
     }
 
     /// The decision that needs no waiting: keys in hand, cache, signature and claims. Returns
     /// nil only when the token names a `kid` the current key set lacks, so that only a JWKS
-    /// refetch can decide (`authenticate` does it; the event-loop core parks the request and
-    /// calls `authenticate` off the loop).
+    /// refetch can decide: the worker parks the request, asks for a fetch
+    /// (`JWKSCache.requestFetchForUnknownKid`) and decides with `authenticateAfterKeyFetch`.
     public func authenticateWithKeysInHand(token: Substring) -> Outcome? {
         let bytes = token.utf8
         // Bound the work before hashing: an oversized token is malformed whatever it holds.

@@ -3,12 +3,15 @@ public import JOSE
 public import Logging
 import Synchronization
 
-/// The issuer's keys, fetched through the upstream client and refreshed in the background.
+/// The issuer's keys: the current `JWKSet`, how old it is, and whether a fetch is due or running.
 ///
-/// Requests never wait for a scheduled refresh: they read the current `JWKSet` under a lock.
-/// The only time a request waits is an unknown `kid` (a key rotated in since the last fetch):
-/// then at most one fetch runs (others join it), at most one per cooldown, bounded by the
-/// fetch timeout. All timing decisions live in `JWKSRefreshPolicy`.
+/// Workers read the keys (`currentKeys`) with one uncontended lock taken for a pointer copy; the
+/// set itself is immutable and replaced whole, so a reader never sees half a rotation. Fetches
+/// run on the main thread's control loop (`JWKSRefresher`), never on a worker. A worker that
+/// meets an unknown `kid` (a key rotated in since the last fetch) asks for one
+/// (`requestFetchForUnknownKid`) and parks the request; every worker hears when the fetch ended
+/// (`fetchEnded`). At most one fetch runs, at most one on demand per cooldown, each bounded by
+/// the fetch timeout. All timing decisions live in `JWKSRefreshPolicy`.
 public final class JWKSCache: Sendable {
     public enum Keys: Sendable {
         case ready(JWKSet)
@@ -24,6 +27,15 @@ public final class JWKSCache: Sendable {
         public var usable: Bool
     }
 
+    /// One fetch to run: what `JWKSRefresher` hands to its curl multi.
+    public struct FetchPlan: Sendable {
+        public var origin: String
+        public var target: String
+        public var headers: [(name: String, value: String)]
+        public var timeoutMilliseconds: Int
+        public var maxBytes: Int
+    }
+
     private struct State {
         var policy: JWKSRefreshPolicy
         var keys: JWKSet?
@@ -32,14 +44,22 @@ public final class JWKSCache: Sendable {
         /// objects, so the verified-token cache (which checks key identity) stays warm.
         var document: [UInt8] = []
         var lastError: String?
-        var inFlight: Task<Void, Never>?
+        var fetchInFlight = false
+        /// A worker asked for a fetch the control loop has not started yet.
+        var fetchRequested = false
         /// Rejected-key reasons already logged, so one bad key is logged once, not per refresh.
         var loggedRejections: Set<String> = []
     }
 
+    /// How the control loop is told (a wake-up) and how workers hear back (their inboxes).
+    private struct Hooks {
+        var wantFetch: @Sendable () -> Void = {}
+        var fetchEnded: @Sendable () -> Void = {}
+    }
+
     private let state: Mutex<State>
+    private let hooks = Mutex(Hooks())
     private let settings: AuthSettings
-    private let client: UpstreamClient
     private let logger: Logger
     private let keysChanged: @Sendable (Set<String>) -> Void
     private let fetched: @Sendable (FetchResult, Duration) -> Void
@@ -52,18 +72,23 @@ public final class JWKSCache: Sendable {
     /// - Parameter keysChanged: called with the new set of kids after a fetch changed them
     ///   (the token cache drops tokens whose key left).
     public init(
-        settings: AuthSettings, client: UpstreamClient, logger: Logger,
+        settings: AuthSettings, logger: Logger,
         keysChanged: @escaping @Sendable (Set<String>) -> Void = { _ in },
         fetched: @escaping @Sendable (FetchResult, Duration) -> Void = { _, _ in }
     ) {
         self.fetched = fetched
         self.settings = settings
-        self.client = client
         self.logger = logger
         self.keysChanged = keysChanged
         self.state = Mutex(State(policy: JWKSRefreshPolicy(
             defaultTTL: settings.jwksDefaultTTL, minTTL: settings.jwksMinTTL, maxTTL: settings.jwksMaxTTL,
             cooldown: settings.refetchCooldown, maxStale: settings.maxStale)))
+    }
+
+    /// Connects the cache to the loop that fetches (`wantFetch` wakes it, from any thread) and
+    /// to the workers (`fetchEnded` is called on the fetching thread after every fetch).
+    public func attach(wantFetch: @escaping @Sendable () -> Void, fetchEnded: @escaping @Sendable () -> Void) {
+        hooks.withLock { $0 = Hooks(wantFetch: wantFetch, fetchEnded: fetchEnded) }
     }
 
     /// The keys to verify with now.
@@ -75,17 +100,20 @@ public final class JWKSCache: Sendable {
         }
     }
 
-    /// For a token whose kid we do not know: fetch again (or join a fetch in flight) unless
-    /// the cooldown forbids it, then return the keys. Waits at most the fetch timeout.
-    public func keysAfterUnknownKid() async -> Keys {
+    /// For a token whose kid we do not know: true when a fetch is running or has just been
+    /// asked for, so the caller's `fetchEnded` will follow; false when the cooldown forbids one
+    /// (decide with the keys in hand: the kid is unknown).
+    public func requestFetchForUnknownKid() -> Bool {
         let now = ContinuousClock.now
-        let task: Task<Void, Never>? = state.withLock { s in
-            if let inFlight = s.inFlight { return inFlight }
+        let ask: Bool? = state.withLock { s in
+            if s.fetchInFlight || s.fetchRequested { return false }
             guard s.policy.allowOnDemandFetch(at: now) else { return nil }
-            return startFetchLocked(&s)
+            s.fetchRequested = true
+            return true
         }
-        if let task { await task.value }
-        return currentKeys()
+        guard let ask else { return false }
+        if ask { hooks.withLock { $0.wantFetch }() }
+        return true
     }
 
     public var status: Status {
@@ -99,36 +127,36 @@ public final class JWKSCache: Sendable {
         }
     }
 
-    /// The background refresher: fetches now, then whenever the policy says. Runs until cancelled.
-    public func run() async {
-        while !Task.isCancelled {
-            let task = state.withLock { s in s.inFlight ?? startFetchLocked(&s) }
-            await task.value
-            let delay = state.withLock { $0.policy.delayUntilRefresh(from: .now) }
-            try? await Task.sleep(for: max(delay, .milliseconds(50)))
+    // MARK: For the fetching loop (`JWKSRefresher`)
+
+    /// The fetch to run now, or nil when one is already running.
+    public func beginFetch() -> FetchPlan? {
+        let etag: String?? = state.withLock { s in
+            guard !s.fetchInFlight else { return nil }
+            s.fetchInFlight = true
+            s.fetchRequested = false
+            return .some(s.etag)
         }
-    }
-
-    private func startFetchLocked(_ s: inout State) -> Task<Void, Never> {
-        let etag = s.etag
-        let task = Task { await self.fetch(etag: etag) }
-        s.inFlight = task
-        return task
-    }
-
-    private func fetch(etag: String?) async {
+        guard let etag else { return nil }
         var headers: [(name: String, value: String)] = [("User-Agent", settings.userAgent), ("Accept", "application/json")]
         if let etag { headers.append(("If-None-Match", etag)) }
-        let outcome: Result<FetchedDocument, FetchError>
-        let started = ContinuousClock.now
-        do {
-            outcome = .success(try await client.fetch(
-                origin: settings.jwksOrigin, target: settings.jwksTarget, headers: headers,
-                timeoutMilliseconds: Int(settings.fetchTimeout.secondsDouble * 1000), maxBytes: JWKSet.defaultMaxBytes))
-        } catch {
-            outcome = .failure(error)
-        }
-        fetched(apply(outcome), ContinuousClock.now - started)
+        return FetchPlan(
+            origin: settings.jwksOrigin, target: settings.jwksTarget, headers: headers,
+            timeoutMilliseconds: Int(settings.fetchTimeout.secondsDouble * 1000), maxBytes: JWKSet.defaultMaxBytes)
+    }
+
+    /// Applies a finished fetch, then tells the workers.
+    public func finishFetch(_ outcome: Result<FetchedDocument, FetchError>, duration: Duration) {
+        fetched(apply(outcome), duration)
+        hooks.withLock { $0.fetchEnded }()
+    }
+
+    /// Whether a worker asked for a fetch that has not started.
+    public var fetchIsWanted: Bool { state.withLock { $0.fetchRequested && !$0.fetchInFlight } }
+
+    /// How long until the next scheduled refresh.
+    public func delayUntilRefresh() -> Duration {
+        state.withLock { $0.policy.delayUntilRefresh(from: .now) }
     }
 
     @discardableResult
@@ -139,7 +167,7 @@ public final class JWKSCache: Sendable {
         var problem: String?
         var newRejections: [String] = []
         state.withLock { s in
-            defer { s.inFlight = nil }
+            defer { s.fetchInFlight = false }
             switch outcome {
             case .failure(.tooLarge):
                 problem = "JWKS document larger than 1 MiB"

@@ -1,69 +1,67 @@
-import HTTPTypes
-import HummingbirdCore
 public import Logging
-import NIOCore
-import NIOPosix
 import Synchronization
 
-/// `gatehouse dev-issuer`: serves the development keys' JWKS at `/api/auth/jwks`, as Better
-/// Auth does, on a loopback address only (it exists for local development and demos).
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `gatehouse dev-issuer`: the development keys' JWKS at `/api/auth/jwks`, as Better Auth
+/// serves it, for a server on a loopback address only (it exists for local development and
+/// demos). This type only decides the answers; the executable serves them (on gatehouse's own
+/// event loop), so this module needs no server and no dependency on the proxy.
 ///
 /// The key file is read again whenever it changes, so a key that `gatehouse mint --alg` adds
 /// is served without a restart: its kid appears in the JWKS unannounced, as a rotated Better
 /// Auth key does.
-public struct DevIssuerServer: Sendable {
+public final class DevIssuerAnswers: Sendable {
     public let keyFile: String
-    public let host: String
-    public let port: Int
+    private let document: JWKSDocument
+    private let logger: Logger
 
-    public init(keyFile: String, host: String, port: Int) {
+    static let jwksPath = "/api/auth/jwks"
+    static let notFound = Array(#"{"detail":"Not Found"}"#.utf8)
+    static let unreadable = Array(#"{"detail":"The key file cannot be read"}"#.utf8)
+
+    /// Reads the key file once (logging its kids), so a file that cannot be served stops the
+    /// command before it listens.
+    public init(keyFile: String, logger: Logger) throws {
         self.keyFile = keyFile
-        self.host = host
-        self.port = port
+        self.logger = logger
+        document = JWKSDocument(path: keyFile, logger: logger)
+        _ = try document.current()
     }
 
-    public func run(logger: Logger) async throws {
-        let document = JWKSDocument(path: keyFile, logger: logger)
-        let kids = try document.current().kids
-        let server = Server(
-            childChannelSetup: HTTP1Channel(responder: { request, writer, _ in
-                var fields = HTTPFields()
-                fields[.contentType] = "application/json"
-                let found = request.head.path?.split(separator: "?").first == "/api/auth/jwks"
-                var status = HTTPResponse.Status.ok
-                var body = ByteBuffer(string: #"{"detail":"Not Found"}"#)
-                if found {
-                    do {
-                        body = try document.current().body
-                    } catch {
-                        logger.error("dev issuer cannot serve its keys", metadata: ["error": "\(error)"])
-                        status = .internalServerError
-                        body = ByteBuffer(string: #"{"detail":"The key file cannot be read"}"#)
-                    }
-                } else {
-                    status = .notFound
-                }
-                fields[.contentLength] = String(body.readableBytes)
-                var bodyWriter = try await writer.writeHead(HTTPResponse(status: status, headerFields: fields))
-                try await bodyWriter.write(body)
-                try await bodyWriter.finish(nil)
-            }),
-            configuration: .init(address: .hostname(host, port: port)),
-            onServerRunning: { channel in
-                logger.info("dev issuer serving JWKS", metadata: [
-                    "url": "http://\(host):\(port)/api/auth/jwks", "kids": .string(kids.joined(separator: ",")),
-                ])
-            },
-            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger)
-        try await server.run()
+    /// The kids of the keys last read from the file.
+    public var kids: [String] { document.latestKids }
+
+    /// The answer (status, JSON body) for a request; `path` is without its query. The method
+    /// does not matter (nothing here changes state); the server leaves the body out for HEAD.
+    public func answer(method: String, path: String) -> (status: Int, body: [UInt8]) {
+        guard path == Self.jwksPath else { return (404, Self.notFound) }
+        do {
+            return (200, try document.current().body)
+        } catch {
+            logger.error("dev issuer cannot serve its keys", metadata: ["error": "\(error)"])
+            return (500, Self.unreadable)
+        }
+    }
+
+    /// Logs that the JWKS is served at `host:port` (once the socket listens), with the kids.
+    public func announce(host: String, port: Int) {
+        logger.info("dev issuer serving JWKS", metadata: [
+            "url": "http://\(host):\(port)\(Self.jwksPath)", "kids": .string(kids.joined(separator: ",")),
+        ])
     }
 }
 
-/// The JWKS document of the key file, rebuilt when the file's modification time or size changes.
+/// The JWKS document of the key file, rebuilt when the file's modification time, size or
+/// inode changes (`mint` replaces the file by a rename: a new inode even within one mtime tick).
 private final class JWKSDocument: Sendable {
     struct Snapshot {
         var stamp: [Int]
-        var body: ByteBuffer
+        var body: [UInt8]
         var kids: [String]
     }
 
@@ -76,6 +74,8 @@ private final class JWKSDocument: Sendable {
         self.logger = logger
     }
 
+    var latestKids: [String] { cached.withLock { $0?.kids ?? [] } }
+
     func current() throws -> Snapshot {
         var info = stat()
         let found = stat(path, &info) == 0
@@ -87,7 +87,7 @@ private final class JWKSDocument: Sendable {
         let stamp: [Int] = found ? [Int(modified.tv_sec), Int(modified.tv_nsec), Int(info.st_size), Int(info.st_ino)] : []
         if let snapshot = cached.withLock({ $0 }), snapshot.stamp == stamp { return snapshot }
         let keys = try DevKeySet.load(path: path)
-        let snapshot = Snapshot(stamp: stamp, body: ByteBuffer(string: keys.jwksDocument), kids: keys.keys.map(\.kid))
+        let snapshot = Snapshot(stamp: stamp, body: Array(keys.jwksDocument.utf8), kids: keys.keys.map(\.kid))
         cached.withLock { $0 = snapshot }
         logger.info("dev issuer keys loaded", metadata: ["kids": .string(snapshot.kids.joined(separator: ","))])
         return snapshot

@@ -1,7 +1,4 @@
-import HTTPTypes
 public import GatehouseAuth
-public import HummingbirdCore
-public import NIOCore
 
 /// The admin listener, on its own port so its paths never collide with FastAPI's routes.
 ///
@@ -20,19 +17,7 @@ public struct AdminResponder: Sendable {
         self.jwks = jwks
     }
 
-    public func respond(to request: Request, writer: consuming ResponseWriter, channel: any Channel) async throws {
-        let path = request.head.path.map { $0.split(separator: "?", maxSplits: 1).first.map(String.init) ?? $0 } ?? ""
-        let answer = answer(method: request.method.rawValue, path: path)
-        var fields = HTTPFields()
-        fields[.contentType] = answer.contentType
-        fields[.cacheControl] = "no-store"
-        fields[.contentLength] = String(answer.body.count)
-        var bodyWriter = try await writer.writeHead(HTTPResponse(status: .init(code: answer.status), headerFields: fields))
-        if request.method != .head { try await bodyWriter.write(ByteBuffer(bytes: answer.body)) }
-        try await bodyWriter.finish(nil)
-    }
-
-    /// The answer for a method and a path (query removed); both cores serve it.
+    /// The answer for a method and a path (query removed), served by `LocalAnswerServer`.
     func answer(method: String, path: String) -> LocalAnswer {
         switch (method, path) {
         case ("GET", "/metrics"):

@@ -21,17 +21,6 @@ public struct GatehouseConfiguration: Sendable {
     public var maxConnections = 10_000
     /// Event-loop workers (`GATEHOUSE_WORKERS`); the CPUs this process may use by default.
     public var workers = 1
-    /// Which server core serves the proxy listener (`GATEHOUSE_CORE`), while the event-loop
-    /// core replaces the SwiftNIO one.
-    public var core = ServerCore.loop
-
-    public enum ServerCore: String, Sendable {
-        /// HummingbirdCore on SwiftNIO, with a separate curl thread (the previous core, kept
-        /// until the event-loop core has replaced it everywhere).
-        case nio
-        /// One event loop per worker for client sockets and libcurl (the default).
-        case loop
-    }
     public var shutdownDelay: Duration
     public var shutdownTimeout: Duration
     public var logLevel: Logger.Level
@@ -64,7 +53,7 @@ public struct GatehouseConfiguration: Sendable {
 
     /// Every variable gatehouse reads, with its default and meaning, in README order.
     public static let reference: [(name: String, defaultValue: String, meaning: String)] = [
-        ("GATEHOUSE_UPSTREAM", "(required)", "FastAPI's base URL, e.g. http://127.0.0.1:8000; may carry a path prefix; or unix:/path of its Unix socket (GATEHOUSE_CORE=loop)"),
+        ("GATEHOUSE_UPSTREAM", "(required)", "FastAPI's base URL, e.g. http://127.0.0.1:8000; may carry a path prefix; or unix:/path of its Unix socket"),
         ("GATEHOUSE_LISTEN", "0.0.0.0:8080", "address for proxied traffic"),
         ("GATEHOUSE_ADMIN_LISTEN", "0.0.0.0:9901", "address for /healthz and /readyz"),
         ("GATEHOUSE_TRUSTED_PROXIES", "(none)", "CIDR list whose X-Forwarded-* headers are trusted and extended"),
@@ -74,8 +63,7 @@ public struct GatehouseConfiguration: Sendable {
         ("GATEHOUSE_MAX_HEADER_BYTES", "32KiB", "largest request header block accepted (431 above)"),
         ("GATEHOUSE_HEADER_READ_TIMEOUT", "10s", "time a client has to send its request headers, and the keep-alive idle time"),
         ("GATEHOUSE_MAX_CONNECTIONS", "10000", "open client connections at most (WebSocket tunnels and streams included); past it new connections wait in the listen backlog"),
-        ("GATEHOUSE_WORKERS", "auto", "event-loop workers (GATEHOUSE_CORE=loop); auto: the CPUs this process may use (affinity, capped by the cgroup's cpu.max)"),
-        ("GATEHOUSE_CORE", "loop", "server core: loop (one event loop per worker, the default), or nio (the previous SwiftNIO core, until it is removed)"),
+        ("GATEHOUSE_WORKERS", "auto", "event-loop workers; auto: the CPUs this process may use (affinity, capped by the cgroup's cpu.max)"),
         ("GATEHOUSE_SHUTDOWN_DELAY", "5s", "after SIGTERM, time /readyz reports 503 while traffic is still served"),
         ("GATEHOUSE_SHUTDOWN_TIMEOUT", "25s", "after the delay, time in-flight requests get to finish before they are closed"),
         ("GATEHOUSE_LOG_LEVEL", "info", "trace, debug, info, notice, warning, error or critical"),
@@ -137,7 +125,6 @@ public struct GatehouseConfiguration: Sendable {
         let workers = reader.value("GATEHOUSE_WORKERS", default: "auto", expected: "auto or a whole number from 1 to 256") {
             $0 == "auto" ? CPUBudget.available() : Int($0).flatMap { (1...256).contains($0) ? $0 : nil }
         }
-        let core = reader.value("GATEHOUSE_CORE", default: "loop", expected: "loop or nio") { ServerCore(rawValue: $0.lowercased()) }
         let delay = reader.value("GATEHOUSE_SHUTDOWN_DELAY", default: "5s", expected: DurationValue.expected, DurationValue.parse)
         let shutdownTimeout = reader.value("GATEHOUSE_SHUTDOWN_TIMEOUT", default: "25s", expected: DurationValue.expected, DurationValue.parse)
         let level = reader.value("GATEHOUSE_LOG_LEVEL", default: "info", expected: "one of trace, debug, info, notice, warning, error, critical") {
@@ -175,11 +162,6 @@ public struct GatehouseConfiguration: Sendable {
             reader.problems.append(.init(variable: "GATEHOUSE_RULES",
                 message: "needs token verification; it cannot be used with GATEHOUSE_AUTH=off"))
         }
-        if let upstream, upstream.unixSocketPath != nil, core == .nio {
-            // The nio core dials WebSocket upstreams with a TCP-only client.
-            reader.problems.append(.init(variable: "GATEHOUSE_UPSTREAM",
-                message: "a unix: upstream needs GATEHOUSE_CORE=loop (the nio core cannot open WebSocket tunnels to a Unix socket)"))
-        }
         if let base = environment["BETTER_AUTH_URL"], base.lowercased().hasPrefix("unix:"),
             !reader.problems.contains(where: { $0.variable == "BETTER_AUTH_URL" })
         {
@@ -192,7 +174,7 @@ public struct GatehouseConfiguration: Sendable {
         let unknown = environment.keys.filter { $0.hasPrefix("GATEHOUSE_") && !known.contains($0) }.sorted()
 
         guard reader.problems.isEmpty, let upstream, let listen, let admin, let trusted, let timeout, let connectTimeout,
-            let idle, let maxHeader, let headerRead, let maxConnections, let workers, let core, let delay, let shutdownTimeout, let level, let format,
+            let idle, let maxHeader, let headerRead, let maxConnections, let workers, let delay, let shutdownTimeout, let level, let format,
             let auth, let publicPaths, let optionalPaths, let rules, let origins, let credentials, let preflight
         else { return .failure(ConfigurationError(problems: reader.problems)) }
         if listen == admin {
@@ -212,7 +194,6 @@ public struct GatehouseConfiguration: Sendable {
             unknownVariables: unknown)
         configuration.maxConnections = maxConnections
         configuration.workers = workers
-        configuration.core = core
         return .success(configuration)
     }
 
@@ -232,7 +213,6 @@ public struct GatehouseConfiguration: Sendable {
             ("GATEHOUSE_HEADER_READ_TIMEOUT", headerReadTimeout.settingText),
             ("GATEHOUSE_MAX_CONNECTIONS", String(maxConnections)),
             ("GATEHOUSE_WORKERS", String(workers)),
-            ("GATEHOUSE_CORE", core.rawValue),
             ("GATEHOUSE_SHUTDOWN_DELAY", shutdownDelay.settingText),
             ("GATEHOUSE_SHUTDOWN_TIMEOUT", shutdownTimeout.settingText),
             ("GATEHOUSE_LOG_LEVEL", logLevel.rawValue),

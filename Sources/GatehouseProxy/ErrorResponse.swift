@@ -1,6 +1,5 @@
 import JOSE
 public import HTTPTypes
-public import NIOCore
 
 /// gatehouse's own responses, in FastAPI's error shape (`{"detail": "..."}`,
 /// `application/json`) so clients handle them exactly like FastAPI's own errors.
@@ -56,15 +55,15 @@ public struct ErrorResponse: Error, Sendable {
     public static let invalidPath = ErrorResponse(status: .badRequest, detail: "Invalid request path")
 
     /// The JSON body. `detail` strings are ours (never client input), but are escaped anyway.
-    public var body: ByteBuffer {
-        ByteBuffer(string: "{\"detail\":\(JSONText.quoted(detail))}")
+    public var body: [UInt8] {
+        Array("{\"detail\":\(JSONText.quoted(detail))}".utf8)
     }
 
     /// `cors`: `CORSPolicy.responseFields` for the request's origin.
     public func head(requestID: String?, closeConnection: Bool, cors: [HTTPField] = []) -> HTTPResponse {
         var fields = HTTPFields()
         fields[.contentType] = "application/json"
-        fields[.contentLength] = String(body.readableBytes)
+        fields[.contentLength] = String(body.count)
         if let requestID { fields[HTTPField.Name.requestID] = requestID }
         if closeConnection { fields[.connection] = "close" }
         fields.append(contentsOf: headers)

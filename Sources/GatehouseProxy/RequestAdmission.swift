@@ -36,8 +36,8 @@ struct Admission: Sendable {
     /// The whole decision. `verify` is nil when verification is off (`GATEHOUSE_AUTH=off`).
     static func decide(
         method: String, target: String, headers: HTTPFields, token: TokenSources.Found, policy: RoutePolicy,
-        cors: CORSPolicy, verify: ((Substring) async -> Verdict)?
-    ) async -> Admission {
+        cors: CORSPolicy, verify: ((Substring) -> Verdict)?
+    ) -> Admission {
         switch classify(
             method: method, target: target, headers: headers, token: token, policy: policy, cors: cors,
             verifies: verify != nil)
@@ -45,7 +45,7 @@ struct Admission: Sendable {
         case .decided(let admission):
             return admission
         case .verify(let pending):
-            return pending.finish(await verify!(pending.token))
+            return pending.finish(verify!(pending.token))
         }
     }
 
@@ -134,32 +134,7 @@ struct Admission: Sendable {
     }
 }
 
-extension ProxyResponder {
-    /// Admission for a request head: `method` as sent, `path` the request target as received
-    /// (query included or not), `headers` the request's fields, `token` what `TokenSources`
-    /// found. Side effects: token-cache metrics only; the caller logs and counts the decision.
-    func admit(method: String, path: String, headers: HTTPFields, token: TokenSources.Found) async -> Admission {
-        let verify: ((Substring) async -> Admission.Verdict)? = authenticator.map { authenticator in
-            { token in await self.verify(token, with: authenticator) }
-        }
-        return await Admission.decide(
-            method: method, target: path, headers: headers, token: token, policy: configuration.routePolicy,
-            cors: configuration.cors, verify: verify)
-    }
-
-    /// The admission of one request head, as plain requests and WebSocket handshakes share it:
-    /// the token taken from its sources (out of the target when it is a query parameter, so
-    /// `target` is what may be forwarded and logged), then `admit`, with the decision written
-    /// to the access-log entry (route class, auth result and reason, user) and counted in
-    /// `gatehouse_auth_decisions_total`.
-    func admit(_ head: HTTPRequest, recordingIn entry: inout AccessLogEntry) async -> (target: String, admission: Admission) {
-        let path = head.path ?? ""
-        let found = tokenSources.find(in: head.headerFields, target: path)
-        let admission = await admit(method: head.method.rawValue, path: path, headers: head.headerFields, token: found.token)
-        record(admission, in: &entry)
-        return (found.target, admission)
-    }
-
+extension ForwardingRules {
     /// Writes a decision to the access-log entry (route class, auth result and reason, user)
     /// and counts it in `gatehouse_auth_decisions_total`.
     func record(_ admission: Admission, in entry: inout AccessLogEntry) {
@@ -170,10 +145,6 @@ extension ProxyResponder {
             if decision != "allowed" { entry.authReason = decision }
         }
         if case .forward(_, let user) = admission.outcome { entry.user = user } else { entry.user = admission.forbiddenUser }
-    }
-
-    func verify(_ token: Substring, with authenticator: Authenticator) async -> Admission.Verdict {
-        verdict(for: await authenticator.authenticate(token: token))
     }
 
     /// The admission verdict for an authentication outcome, with the token-cache metrics.

@@ -1,6 +1,5 @@
 import GatehouseUpstream
 import HTTPTypes
-import NIOCore
 
 /// The HTTP half of a WebSocket tunnel (RFC 6455 §4): the handshake request gatehouse sends to
 /// FastAPI, and the parsing of FastAPI's answer. Plain values, no I/O.
@@ -26,17 +25,17 @@ enum WebSocketHandshake {
     /// The request line and fields sent to FastAPI. `headers` is the already-rewritten field list
     /// (hop-by-hop removed, forwarding and identity fields added); the upgrade fields that are
     /// hop-by-hop by nature are put back here, normalised.
-    static func upstreamRequest(target: String, headers: [(name: String, value: String)]) -> ByteBuffer {
-        var buffer = ByteBuffer()
+    static func upstreamRequest(target: String, headers: [(name: String, value: String)]) -> [UInt8] {
+        var buffer: [UInt8] = []
         buffer.reserveCapacity(512)
-        buffer.writeString("GET \(target) HTTP/1.1\r\n")
+        buffer += "GET \(target) HTTP/1.1\r\n".utf8
         for (name, value) in headers {
-            buffer.writeString(name)
-            buffer.writeString(": ")
-            buffer.writeString(value)
-            buffer.writeString("\r\n")
+            buffer += name.utf8
+            buffer += ": ".utf8
+            buffer += value.utf8
+            buffer += "\r\n".utf8
         }
-        buffer.writeString("Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        buffer += "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n".utf8
         return buffer
     }
 
@@ -88,17 +87,17 @@ enum WebSocketHandshake {
     }
 
     /// The 101 the client gets: `fields` are FastAPI's, already filtered and validated by
-    /// `ProxyResponder.responseHead` (hop-by-hop ones dropped, `X-Request-Id` set), so they
+    /// `ForwardingRules.responseHead` (hop-by-hop ones dropped, `X-Request-Id` set), so they
     /// can be written as they are.
-    static func switchingProtocols(_ fields: HTTPFields) -> ByteBuffer {
-        var buffer = ByteBuffer(string: "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n")
+    static func switchingProtocols(_ fields: HTTPFields) -> [UInt8] {
+        var buffer = Array("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n".utf8)
         for field in fields {
-            buffer.writeString(field.name.rawName)
-            buffer.writeString(": ")
-            buffer.writeString(field.value)
-            buffer.writeString("\r\n")
+            buffer += field.name.rawName.utf8
+            buffer += ": ".utf8
+            buffer += field.value.utf8
+            buffer += "\r\n".utf8
         }
-        buffer.writeString("\r\n")
+        buffer += "\r\n".utf8
         return buffer
     }
 

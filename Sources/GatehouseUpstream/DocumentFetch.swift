@@ -1,7 +1,4 @@
-import NIOCore
-
-/// A small document fetched by gatehouse for itself (the JWKS), through the same curl
-/// thread and connection pool as proxied traffic.
+/// A small document fetched by gatehouse for itself (the JWKS).
 public struct FetchedDocument: Sendable {
     public var status: Int
     public var headers: [UpstreamResponseHead.HeaderField]
@@ -20,32 +17,78 @@ public enum FetchError: Error, Sendable, Equatable {
     case tooLarge(limit: Int)
 }
 
-extension UpstreamClient {
-    /// GETs `target` from `origin`, keeping at most `maxBytes` of body, within `timeout`
-    /// (the whole exchange: connect, headers and body).
-    public func fetch(
-        origin: String, target: String, headers: [(name: String, value: String)], timeoutMilliseconds: Int, maxBytes: Int
-    ) async throws(FetchError) -> FetchedDocument {
+extension UpstreamMulti {
+    /// GETs `target` from `origin` on this loop, keeping at most `maxBytes` of body, within
+    /// `timeoutMilliseconds` for the whole exchange (connect, head and body). `completion` is
+    /// called once, on the loop's thread, from a loop callback (never from inside this call);
+    /// for an oversized body, from inside curl's write callback, so it must not start or end
+    /// transfers on this multi itself (schedule that on a timer).
+    public func fetchDocument(
+        origin: String, target: String, headers: [(name: String, value: String)], timeoutMilliseconds: Int,
+        maxBytes: Int, completion: @escaping (Result<FetchedDocument, FetchError>) -> Void
+    ) {
         var request = UpstreamRequest(origin: origin, target: target, method: "GET", headers: headers, body: .none)
         request.totalTimeoutMilliseconds = timeoutMilliseconds
-        let exchange = start(request)
-        do {
-            let head = try await exchange.responseHead()
-            var body: [UInt8] = []
-            while let chunk = try await exchange.nextBodyChunk() {
-                guard body.count + chunk.readableBytes <= maxBytes else {
-                    exchange.cancel()
-                    throw FetchError.tooLarge(limit: maxBytes)
-                }
-                body.append(contentsOf: chunk.readableBytesView)
-            }
-            return FetchedDocument(status: head.status, headers: head.headers, body: body)
-        } catch let error as FetchError {
-            throw error
-        } catch let error as UpstreamError {
-            throw .upstream(error)
-        } catch {
-            throw .upstream(.cancelled)
+        let fetch = DocumentFetch(maxBytes: maxBytes, completion: completion)
+        fetch.start(request, on: self)
+    }
+}
+
+/// One document fetch: collects the body, bounded, and reports once. It keeps itself alive
+/// (`self` retained in `keepAlive`) while curl works, since a transfer holds its delegate weakly.
+final class DocumentFetch: UpstreamTransferDelegate {
+    private let maxBytes: Int
+    private var completion: ((Result<FetchedDocument, FetchError>) -> Void)?
+    private var head: UpstreamResponseHead?
+    private var body: [UInt8] = []
+    private var keepAlive: DocumentFetch?
+    private var tooLarge = false
+
+    init(maxBytes: Int, completion: @escaping (Result<FetchedDocument, FetchError>) -> Void) {
+        self.maxBytes = maxBytes
+        self.completion = completion
+    }
+
+    func start(_ request: UpstreamRequest, on multi: UpstreamMulti) {
+        keepAlive = self
+        _ = multi.start(request, delegate: self)
+    }
+
+    func upstreamHead(_ transfer: UpstreamTransfer, _ head: UpstreamResponseHead) { self.head = head }
+
+    func upstreamBody(_ transfer: UpstreamTransfer, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard !tooLarge else { return true }
+        guard body.count + bytes.count <= maxBytes else {
+            // Nothing of an oversized document is kept; the transfer is abandoned. This is
+            // inside curl's write callback: the completion must not start or end transfers.
+            tooLarge = true
+            body = []
+            transfer.cancel()
+            report(.failure(.tooLarge(limit: maxBytes)))
+            return true
         }
+        body.append(contentsOf: bytes)
+        return true
+    }
+
+    func upstreamWantsBody(_ transfer: UpstreamTransfer, into: UnsafeMutableRawBufferPointer) -> UpstreamBodyRead {
+        .end
+    }
+
+    func upstreamFinished(_ transfer: UpstreamTransfer, _ error: UpstreamError?) {
+        if let error {
+            report(.failure(.upstream(error)))
+        } else if let head {
+            report(.success(FetchedDocument(status: head.status, headers: head.headers, body: body)))
+        } else {
+            report(.failure(.upstream(.unavailable("no response"))))
+        }
+    }
+
+    private func report(_ result: Result<FetchedDocument, FetchError>) {
+        guard let completion else { return }
+        self.completion = nil
+        completion(result)
+        keepAlive = nil
     }
 }

@@ -169,3 +169,11 @@ private let timerCallback: gh_timer_callback = { _, milliseconds, userp in
     multiFrom(userp).setTimer(milliseconds: milliseconds)
     return 0
 }
+
+/// libcurl's process-wide setup.
+enum CurlGlobal {
+    /// `curl_global_init` is not thread-safe and must run once before any other curl call;
+    /// a Swift global's initialiser runs exactly once, under a lock.
+    private static let once: Void = { _ = curl_global_init(GH_GLOBAL_ALL) }()
+    static func initialise() { once }
+}

@@ -39,6 +39,9 @@ public enum UpstreamBodyRead {
 /// unretained pointer); it is dropped in `end`, after `curl_multi_remove_handle`, so no callback
 /// can ever see a freed transfer.
 public final class UpstreamTransfer: LoopTimerHandler {
+    /// Largest upstream response head accepted (status line and fields); past it, 502.
+    static let maxResponseHeadBytes = 256 * 1024
+
     private unowned let multi: UpstreamMulti
     private let easy: UnsafeMutableRawPointer
     private weak var delegate: (any UpstreamTransferDelegate)?
@@ -60,6 +63,10 @@ public final class UpstreamTransfer: LoopTimerHandler {
     private var sendingPaused = false
     /// Inside one of curl's data callbacks, where `curl_multi_remove_handle` must not be called.
     private var inCurlCallback = false
+    /// A final answer of 300 or more arrived while the upload was paused: curl (7.88) stops
+    /// the upload but keeps the send pause, and would never report the transfer done. Sending
+    /// is resumed from the next timer callback (never from inside curl's), which lets it end.
+    private var resumeSendingDue = false
 
     init(multi: UpstreamMulti) {
         self.multi = multi
@@ -82,6 +89,7 @@ public final class UpstreamTransfer: LoopTimerHandler {
         bodyBytesSent = 0
         receivingPaused = false
         sendingPaused = false
+        resumeSendingDue = false
         curl_easy_reset(easy)
         let me = Unmanaged.passRetained(self)
         retained = me
@@ -189,6 +197,11 @@ public final class UpstreamTransfer: LoopTimerHandler {
             complete(CURLE_OK)  // a request refused before curl: report it now
             return
         }
+        if resumeSendingDue {
+            resumeSendingDue = false
+            resumeSending()
+            guard retained != nil else { return }  // curl finished it from inside the call
+        }
         let configuration = multi.configuration
         let now = Monotonic.milliseconds()
         if !headReceived, requestSentAt != 0, now >= requestSentAt + UInt64(configuration.headersTimeoutMilliseconds) {
@@ -210,7 +223,7 @@ public final class UpstreamTransfer: LoopTimerHandler {
         // Trailer fields arrive here after the body; they are not forwarded.
         if headReceived { return line.count }
         headerBytes += line.count
-        if headerBytes > EasyTransfer.maxResponseHeadBytes {
+        if headerBytes > Self.maxResponseHeadBytes {
             failure = .unavailable("upstream response head too large")
             return 0
         }
@@ -218,7 +231,12 @@ public final class UpstreamTransfer: LoopTimerHandler {
         case .needMore: break
         case .head(let head):
             headReceived = true
-            armTimeout(now: lastActivity)
+            if sendingPaused, head.status >= 300 {
+                resumeSendingDue = true
+                timer.arm(milliseconds: 0)
+            } else {
+                armTimeout(now: lastActivity)
+            }
             inCurlCallback = true
             delegate?.upstreamHead(self, head)
             inCurlCallback = false

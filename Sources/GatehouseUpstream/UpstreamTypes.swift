@@ -1,4 +1,3 @@
-import NIOCore
 
 /// What the proxy asks the upstream for. Everything here is already sanitised by the caller:
 /// hop-by-hop headers removed, forwarding headers set. The request target is sent to the

@@ -14,7 +14,7 @@ import Darwin
 let gatehouseVersion = GatehouseVersion.current
 
 @main
-struct Gatehouse: AsyncParsableCommand {
+struct Gatehouse: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatehouse",
         abstract: "A reverse proxy for FastAPI, configured by GATEHOUSE_* environment variables.",
@@ -62,10 +62,10 @@ enum ProcessInfoEnvironment {
     }
 }
 
-struct Serve: AsyncParsableCommand {
+struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the proxy (the default).")
 
-    func run() async throws {
+    func run() throws {
         let configuration = loadConfiguration(exitCode: 2)
         let level = configuration.logLevel
         let format = configuration.logFormat
@@ -80,10 +80,7 @@ struct Serve: AsyncParsableCommand {
             ])
         }
         do {
-            switch configuration.core {
-            case .nio: try await GatehouseServer(configuration: configuration, logger: logger).run()
-            case .loop: try await LoopServer(configuration: configuration, logger: logger).run()
-            }
+            try LoopServer(configuration: configuration, logger: logger).run()
         } catch {
             logger.critical("cannot serve", metadata: ["error": "\(error)"])
             throw ExitCode(1)
@@ -136,7 +133,9 @@ struct DevKeyOptions: ParsableArguments {
     }
 }
 
-struct DevIssuer: AsyncParsableCommand {
+/// Synchronous: it serves on gatehouse's own event loop on the command's thread until SIGTERM
+/// or SIGINT (`LocalAnswerService`), with no Swift concurrency.
+struct DevIssuer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev-issuer",
         abstract: "Serve a Better Auth-shaped JWKS on loopback from a local key file (development only).")
@@ -146,16 +145,22 @@ struct DevIssuer: AsyncParsableCommand {
     @Option(help: "Loopback address to serve on; the JWKS is at /api/auth/jwks.")
     var listen = "127.0.0.1:3000"
 
-    func run() async throws {
+    func run() throws {
         let parts = listen.split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]), ["127.0.0.1", "localhost"].contains(String(parts[0])) else {
             printError("gatehouse dev-issuer: --listen must be a loopback host:port such as 127.0.0.1:3000")
             throw ExitCode(2)
         }
+        let host = String(parts[0])
         LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: .info, format: .text) }
         _ = try key.load()  // creates the file on first use; a malformed one stops here
-        try await DevIssuerServer(keyFile: key.keyFile, host: String(parts[0]), port: port)
-            .run(logger: Logger(label: "gatehouse.dev-issuer"))
+        let answers = try DevIssuerAnswers(keyFile: key.keyFile, logger: Logger(label: "gatehouse.dev-issuer"))
+        try LocalAnswerService.run(host: host, port: port, answer: { method, path in
+            let (status, body) = answers.answer(method: method, path: path)
+            return LocalAnswer(status: status, body: body)
+        }, started: {
+            answers.announce(host: host, port: port)
+        })
     }
 }
 

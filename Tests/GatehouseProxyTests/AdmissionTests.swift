@@ -12,7 +12,7 @@ import Testing
         optionalPaths: try! RoutePolicy.parsePatterns("/items/**"),
         publicPaths: try! RoutePolicy.parsePatterns("/health"))
 
-    static func verify(_ token: Substring) async -> Admission.Verdict {
+    static func verify(_ token: Substring) -> Admission.Verdict {
         switch token {
         case "good-admin": return .allowed(identity: [("X-User-Id", "a1")], sub: "a1", claims: ["role": .string("admin")])
         case "good-user": return .allowed(identity: [("X-User-Id", "u1")], sub: "u1", claims: ["role": .string("user")])
@@ -23,12 +23,12 @@ import Testing
     func admit(
         _ method: String, _ target: String, token: TokenSources.Found = .none, headers: [(String, String)] = [],
         cors: CORSPolicy = CORSPolicy(), auth: Bool = true
-    ) async -> Admission {
+    ) -> Admission {
         var fields = HTTPFields()
         for (name, value) in headers { fields.append(HTTPField(name: HTTPField.Name(name)!, value: value)) }
-        var verify: ((Substring) async -> Admission.Verdict)? = nil
-        if auth { verify = { token in await Self.verify(token) } }
-        return await Admission.decide(
+        var verify: ((Substring) -> Admission.Verdict)? = nil
+        if auth { verify = { token in Self.verify(token) } }
+        return Admission.decide(
             method: method, target: target, headers: fields, token: token, policy: policy, cors: cors, verify: verify)
     }
 
@@ -42,62 +42,62 @@ import Testing
         }
     }
 
-    @Test func publicPathNeedsNoToken() async {
-        #expect(summary(await admit("GET", "/health")) == ("public", 0, nil, nil, nil))
+    @Test func publicPathNeedsNoToken() {
+        #expect(summary(admit("GET", "/health")) == ("public", 0, nil, nil, nil))
         // a token on a public path is not even looked at
-        #expect(summary(await admit("GET", "/health", token: .token("junk"))) == ("public", 0, nil, nil, nil))
+        #expect(summary(admit("GET", "/health", token: .token("junk"))) == ("public", 0, nil, nil, nil))
     }
 
-    @Test func optionalPath() async {
-        #expect(summary(await admit("GET", "/items/1")) == ("optional", 0, nil, "anonymous", nil))
-        #expect(summary(await admit("GET", "/items/1", token: .token("good-user"))) == ("optional", 0, "u1", "allowed", "allowed"))
-        #expect(summary(await admit("GET", "/items/1", token: .token("bad"))) == ("optional", 401, nil, "invalid_token", "expired"))
-        #expect(summary(await admit("GET", "/items/1", token: .conflicting)) == ("optional", 400, nil, "invalid_request", "invalid_request"))
+    @Test func optionalPath() {
+        #expect(summary(admit("GET", "/items/1")) == ("optional", 0, nil, "anonymous", nil))
+        #expect(summary(admit("GET", "/items/1", token: .token("good-user"))) == ("optional", 0, "u1", "allowed", "allowed"))
+        #expect(summary(admit("GET", "/items/1", token: .token("bad"))) == ("optional", 401, nil, "invalid_token", "expired"))
+        #expect(summary(admit("GET", "/items/1", token: .conflicting)) == ("optional", 400, nil, "invalid_request", "invalid_request"))
     }
 
-    @Test func protectedPaths() async {
-        #expect(summary(await admit("GET", "/other")) == ("protected", 401, nil, "missing", "missing"))
-        #expect(summary(await admit("GET", "/other", token: .token("good-user"))) == ("protected", 0, "u1", "allowed", "allowed"))
-        #expect(summary(await admit("GET", "/admin/x", token: .token("good-admin"))) == ("protected", 0, "a1", "allowed", "allowed"))
-        #expect(summary(await admit("GET", "/admin/x", token: .token("bad"))) == ("protected", 401, nil, "invalid_token", "expired"))
+    @Test func protectedPaths() {
+        #expect(summary(admit("GET", "/other")) == ("protected", 401, nil, "missing", "missing"))
+        #expect(summary(admit("GET", "/other", token: .token("good-user"))) == ("protected", 0, "u1", "allowed", "allowed"))
+        #expect(summary(admit("GET", "/admin/x", token: .token("good-admin"))) == ("protected", 0, "a1", "allowed", "allowed"))
+        #expect(summary(admit("GET", "/admin/x", token: .token("bad"))) == ("protected", 401, nil, "invalid_token", "expired"))
     }
 
-    @Test func failingARuleIs403InsufficientScope() async {
-        let admission = await admit("GET", "/admin/x", token: .token("good-user"))
+    @Test func failingARuleIs403InsufficientScope() {
+        let admission = admit("GET", "/admin/x", token: .token("good-user"))
         #expect(summary(admission) == ("protected", 403, "u1", "forbidden", "forbidden"))  // the log names who was refused
         guard case .refuse(let response, _) = admission.outcome else { return }
         #expect(response.detail == "Forbidden")
         #expect(response.headers.first { $0.name == .wwwAuthenticate }?.value == #"Bearer realm="gatehouse", error="insufficient_scope""#)
     }
 
-    @Test func ambiguousPathIs400() async {
-        let admission = await admit("GET", "/admin/%2e%2e/x", token: .token("good-user"))
+    @Test func ambiguousPathIs400() {
+        let admission = admit("GET", "/admin/%2e%2e/x", token: .token("good-user"))
         #expect(summary(admission) == ("invalid_path", 400, nil, nil, nil))
     }
 
-    @Test func preflights() async {
+    @Test func preflights() {
         let preflight = [("Origin", "https://app.example.com"), ("Access-Control-Request-Method", "DELETE")]
-        #expect(summary(await admit("OPTIONS", "/admin/x", headers: preflight)) == ("preflight", 0, nil, nil, nil))
+        #expect(summary(admit("OPTIONS", "/admin/x", headers: preflight)) == ("preflight", 0, nil, nil, nil))
         let reject = CORSPolicy(preflight: .reject)
-        let rejected = await admit("OPTIONS", "/admin/x", headers: preflight, cors: reject)
+        let rejected = admit("OPTIONS", "/admin/x", headers: preflight, cors: reject)
         #expect(summary(rejected) == ("preflight", 403, nil, nil, nil))
         // with a token it is no preflight: verified (and held to the rule) like any request
-        #expect(summary(await admit("OPTIONS", "/admin/x", token: .token("good-user"), headers: preflight))
+        #expect(summary(admit("OPTIONS", "/admin/x", token: .token("good-user"), headers: preflight))
             == ("protected", 403, "u1", "forbidden", "forbidden"))
         // a preflight's path is checked like any other; one with content is no preflight
-        #expect(summary(await admit("OPTIONS", "/public/../admin/x", headers: preflight)) == ("invalid_path", 400, nil, nil, nil))
-        #expect(summary(await admit("OPTIONS", "/admin/x", headers: preflight + [("Content-Length", "13")]))
+        #expect(summary(admit("OPTIONS", "/public/../admin/x", headers: preflight)) == ("invalid_path", 400, nil, nil, nil))
+        #expect(summary(admit("OPTIONS", "/admin/x", headers: preflight + [("Content-Length", "13")]))
             == ("protected", 401, nil, "missing", "missing"))
-        #expect(summary(await admit("OPTIONS", "/admin/x", headers: preflight + [("Transfer-Encoding", "chunked")]))
+        #expect(summary(admit("OPTIONS", "/admin/x", headers: preflight + [("Transfer-Encoding", "chunked")]))
             == ("protected", 401, nil, "missing", "missing"))
-        #expect(summary(await admit("OPTIONS", "/admin/x", headers: preflight + [("Content-Length", "0")])) == ("preflight", 0, nil, nil, nil))
+        #expect(summary(admit("OPTIONS", "/admin/x", headers: preflight + [("Content-Length", "0")])) == ("preflight", 0, nil, nil, nil))
         // OPTIONS without Access-Control-Request-Method is an ordinary request
-        #expect(summary(await admit("OPTIONS", "/admin/x", headers: [("Origin", "https://app.example.com")]))
+        #expect(summary(admit("OPTIONS", "/admin/x", headers: [("Origin", "https://app.example.com")]))
             == ("protected", 401, nil, "missing", "missing"))
     }
 
-    @Test func authOffForwardsEverything() async {
-        #expect(summary(await admit("GET", "/admin/x", auth: false)) == ("unauthenticated", 0, nil, nil, nil))
-        #expect(summary(await admit("GET", "//odd/../path", auth: false)) == ("unauthenticated", 0, nil, nil, nil))
+    @Test func authOffForwardsEverything() {
+        #expect(summary(admit("GET", "/admin/x", auth: false)) == ("unauthenticated", 0, nil, nil, nil))
+        #expect(summary(admit("GET", "//odd/../path", auth: false)) == ("unauthenticated", 0, nil, nil, nil))
     }
 }

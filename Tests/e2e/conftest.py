@@ -3,8 +3,6 @@ real gatehouse binary, each a subprocess on free 127.0.0.1 ports (the upstream o
 instead with E2E_UPSTREAM_SOCKET=unix).
 
     GATEHOUSE_BIN       gatehouse binary to test (default: <repo>/.build/debug/gatehouse)
-    E2E_GATEHOUSE_CORE  the server core every gatehouse here runs (GATEHOUSE_CORE: nio or loop;
-                        default: gatehouse's own default)
     E2E_UPSTREAM_SOCKET how the upstream listens: tcp (127.0.0.1:<port>, the default) or unix
                         (uvicorn --uds <tmp>/uvicorn.sock, gatehouse given unix:<path>)
 
@@ -44,16 +42,11 @@ UPSTREAM_HTTP = os.environ.get("E2E_UPSTREAM_HTTP", "h11")
 if UPSTREAM_HTTP not in ("h11", "httptools"):
     raise SystemExit(f"E2E_UPSTREAM_HTTP must be h11 or httptools, not {UPSTREAM_HTTP!r}")
 
-# The server core under test (GATEHOUSE_CORE), while the event-loop core replaces the NIO one.
-GATEHOUSE_CORE = os.environ.get("E2E_GATEHOUSE_CORE")
-
 # How FastAPI listens: on a TCP port (GATEHOUSE_UPSTREAM=http://127.0.0.1:<port>), or on a Unix
 # socket (uvicorn --uds, GATEHOUSE_UPSTREAM=unix:<path>). `make test` runs the suite each way.
 UPSTREAM_SOCKET = os.environ.get("E2E_UPSTREAM_SOCKET", "tcp")
 if UPSTREAM_SOCKET not in ("tcp", "unix"):
     raise SystemExit(f"E2E_UPSTREAM_SOCKET must be tcp or unix, not {UPSTREAM_SOCKET!r}")
-if UPSTREAM_SOCKET == "unix" and GATEHOUSE_CORE == "nio":
-    raise SystemExit("E2E_UPSTREAM_SOCKET=unix needs the loop core: gatehouse refuses a unix: upstream with GATEHOUSE_CORE=nio")
 # sun_path: 108 bytes, the last one the terminating NUL.
 MAX_SOCKET_PATH_BYTES = 107
 
@@ -183,8 +176,6 @@ def gatehouse_env(upstream: str, port: int, admin_port: int, **overrides: str | 
         GATEHOUSE_ADMIN_LISTEN=f"127.0.0.1:{admin_port}",
         GATEHOUSE_LOG_FORMAT="json",
     )
-    if GATEHOUSE_CORE:
-        env["GATEHOUSE_CORE"] = GATEHOUSE_CORE
     if not any(name in overrides for name in AUTH_SELECTING_VARIABLES):
         env["GATEHOUSE_AUTH"] = "off"
     for name, value in overrides.items():

@@ -271,6 +271,53 @@ def test_dev_issuer_listens_on_loopback_only(tmp_path):
     assert not (tmp_path / "k.json").exists()
 
 
+def test_dev_issuer_paths_key_changes_and_unreadable_file(tmp_path):
+    """Only /api/auth/jwks (with or without a query) is served; a key that mint adds is served
+    without a restart; a key file that stops being readable costs a 500 until it is back."""
+    server = DevIssuer(tmp_path)
+    try:
+        first = server.jwks()
+        with_query = httpx.get(f"{server.origin}/api/auth/jwks?cache=no", timeout=5)
+        assert with_query.status_code == 200 and with_query.json() == first
+        for path in ["/", "/api/auth/jwks/", "/api/auth/jwks.json", "/.well-known/jwks.json"]:
+            response = httpx.get(f"{server.origin}{path}", timeout=5)
+            assert response.status_code == 404, path
+            assert response.headers["content-type"] == "application/json"
+            assert response.content == b'{"detail":"Not Found"}'
+
+        result = server.mint("--alg", "ES256")
+        assert result.returncode == 0, result.stderr
+        kid = jwt.get_unverified_header(result.stdout.strip())["kid"]
+        kids = [k["kid"] for k in server.jwks()["keys"]]
+        assert kids == [k["kid"] for k in first["keys"]] + [kid], "the new key is served, the old ones stay"
+
+        saved = server.key_file.read_bytes()
+        server.key_file.write_text("not json")
+        response = httpx.get(f"{server.origin}/api/auth/jwks", timeout=5)
+        assert response.status_code == 500
+        assert response.content == b'{"detail":"The key file cannot be read"}'
+        server.key_file.write_bytes(saved)
+        assert [k["kid"] for k in server.jwks()["keys"]] == kids
+    finally:
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=10) == 0
+    log = server.log.read_text()
+    assert "dev issuer serving JWKS" in log and f"http://127.0.0.1:{server.port}/api/auth/jwks" in log
+    # At start and after mint (a new inode); the restored file is read again too unless its
+    # mtime lands in the same coarse clock tick as mint's, where the cached snapshot is the same.
+    assert log.count("dev issuer keys loaded") >= 2, log
+    assert "dev issuer cannot serve its keys" in log
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_dev_issuer_exits_0_on_a_signal(tmp_path, sig):
+    server = DevIssuer(tmp_path)
+    with httpx.Client(timeout=5) as kept_alive:  # an open connection does not hold the exit up
+        assert kept_alive.get(f"{server.origin}/api/auth/jwks").status_code == 200
+        server.proc.send_signal(sig)
+        assert server.proc.wait(timeout=10) == 0, server.log.read_text()
+
+
 def test_single_private_jwk_file_of_earlier_versions_still_signs(tmp_path):
     """Key files written before ES/RS support hold one Ed25519 private JWK, not a set."""
     from cryptography.hazmat.primitives.asymmetric import ed25519

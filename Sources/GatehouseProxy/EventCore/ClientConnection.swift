@@ -13,7 +13,7 @@ import Glibc
 /// Everything a request touches happens here as plain calls on one thread: bytes are read
 /// (into the worker's shared read buffer), parsed by `HTTP1RequestParser`, admitted
 /// (`Admission.classify`, the token verified with the keys in hand), rewritten
-/// (`ProxyResponder.makeUpstreamRequest`) and started on the worker's `UpstreamMulti`; curl's
+/// (`ForwardingRules.makeUpstreamRequest`) and started on the worker's `UpstreamMulti`; curl's
 /// callbacks hand the response back through `UpstreamTransferDelegate`, and the bytes are
 /// written once per batch of loop events (`flush`, called by the worker).
 ///
@@ -292,22 +292,30 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
             if let outcome = authenticator.authenticateWithKeysInHand(token: pending.token) {
                 admit(pending.finish(proxy.verdict(for: outcome)), method: method, fields: fields, authority: authority,
                       body: body, target: found.target, expectsContinue: head.expectsContinue)
-            } else {
+            } else if authenticator.jwks.requestFetchForUnknownKid() {
                 // An unknown kid: only a key fetch can decide. The request waits, parked on
-                // this worker; reading stops until the verdict comes back.
+                // this worker, reading stopped, until the control loop's fetch ends.
                 watcher.setRead(false)
                 exchange.parked = ParkedRequest(
                     pending: pending, method: method, fields: fields, authority: authority, body: body,
                     target: found.target, expectsContinue: head.expectsContinue)
-                worker.verifyOffLoop(connection: id, token: String(pending.token), authenticator: authenticator)
+                worker.parkUntilKeysFetched(connection: id)
+            } else {
+                // The cooldown forbids another fetch so soon: the kid is unknown.
+                admit(pending.finish(proxy.verdict(for: authenticator.authenticateAfterKeyFetch(token: pending.token))),
+                      method: method, fields: fields, authority: authority, body: body, target: found.target,
+                      expectsContinue: head.expectsContinue)
             }
         }
     }
 
-    /// The verdict of a parked request's token, back on this worker.
-    func verified(_ outcome: Authenticator.Outcome) {
-        guard let exchange, let parked = exchange.parked, state == .exchanging else { return }
+    /// The key fetch a parked request waited for has ended: its token is decided now.
+    func keysFetched() {
+        guard let exchange, let parked = exchange.parked, state == .exchanging,
+            let authenticator = worker.shared.authenticator
+        else { return }
         exchange.parked = nil
+        let outcome = authenticator.authenticateAfterKeyFetch(token: parked.pending.token)
         watcher.setRead(!inputEnded)
         admit(
             parked.pending.finish(worker.shared.proxy.verdict(for: outcome)), method: parked.method, fields: parked.fields,
@@ -354,9 +362,9 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
             cors: worker.shared.proxy.configuration.cors.responseFields(origin: origin))
         var bytes = ResponseHeadBytes.serialize(head)
         let body = response.body
-        bytes.append(contentsOf: body.readableBytesView)
+        bytes.append(contentsOf: body)
         exchange.entry.status = response.status.code
-        exchange.entry.bytes = body.readableBytes
+        exchange.entry.bytes = body.count
         exchange.closeAfter = exchange.closeAfter || close
         if let transfer = exchange.transfer {
             exchange.transfer = nil
@@ -404,7 +412,7 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         let upstream = worker.shared.upstream
         tunnel = WebSocketSplice(
             connection: self, loop: worker.loop, address: configuration.upstream.socketAddress,
-            handshake: Array(handshake.readableBytesView),
+            handshake: handshake,
             timeouts: (upstream.connectTimeoutMilliseconds, upstream.headersTimeoutMilliseconds, upstream.idleTimeoutMilliseconds))
         if tunnel == nil { tunnelRefused(.failed(timedOut: false)) }
     }
@@ -417,7 +425,7 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         exchange.entry.upstreamDuration = ContinuousClock.now - exchange.started
         exchange.entry.bytes = rest.count
         let response = worker.shared.proxy.responseHead(from: head, requestID: exchange.requestID)
-        queue(Array(WebSocketHandshake.switchingProtocols(response.headerFields).readableBytesView))
+        queue(WebSocketHandshake.switchingProtocols(response.headerFields))
         if !rest.isEmpty { queue(rest) }
         state = .tunnel
         if !pending.isEmpty {
@@ -552,12 +560,12 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         guard let exchange else { return }
         exchange.transfer = nil
         if let error {
-            exchange.entry.outcome = ProxyResponder.reason(for: error)
+            exchange.entry.outcome = ForwardingRules.reason(for: error)
             if exchange.headSent {
                 close()  // a cut body must never look complete: no terminating chunk
                 return
             }
-            let response = ProxyResponder.errorResponse(for: error)
+            let response = ForwardingRules.errorResponse(for: error)
             send(response, close: !exchange.bodyComplete)
             return
         }

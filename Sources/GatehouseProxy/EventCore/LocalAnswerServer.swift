@@ -6,13 +6,25 @@ import Glibc
 #endif
 
 /// One of gatehouse's own small answers: the admin endpoints, the development issuer's JWKS.
-struct LocalAnswer {
-    var status: Int
-    var contentType = "application/json"
-    var body: [UInt8]
-    var extraFields: [(name: String, value: String)] = []
+/// Public because the executable builds them for `LocalAnswerService` (the dev issuer's answers
+/// come from `GatehouseDevIssuer`, which does not depend on this module).
+public struct LocalAnswer: Sendable {
+    public var status: Int
+    public var contentType: String
+    public var body: [UInt8]
+    public var extraFields: [(name: String, value: String)]
 
-    static let notFound = LocalAnswer(status: 404, body: Array(#"{"detail":"Not Found"}"#.utf8))
+    public init(
+        status: Int, contentType: String = "application/json", body: [UInt8],
+        extraFields: [(name: String, value: String)] = []
+    ) {
+        self.status = status
+        self.contentType = contentType
+        self.body = body
+        self.extraFields = extraFields
+    }
+
+    public static let notFound = LocalAnswer(status: 404, body: Array(#"{"detail":"Not Found"}"#.utf8))
 }
 
 /// A small HTTP/1.1 server on an event loop for answers gatehouse computes itself, at once,

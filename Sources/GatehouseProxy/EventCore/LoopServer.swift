@@ -4,19 +4,21 @@ import GatehouseUpstream
 import HTTP1
 public import Logging
 import Synchronization
-import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Runs gatehouse on the event-loop core (`GATEHOUSE_CORE=loop`): `GATEHOUSE_WORKERS` worker
-/// threads, each one loop for its client sockets and its libcurl multi handle (see `Worker`).
+/// Runs gatehouse: `GATEHOUSE_WORKERS` worker threads, each one event loop for its client
+/// sockets and its libcurl multi handle (see `Worker`), and the calling (main) thread's
+/// `ControlLoop` for everything that is not a request: signals, the JWKS refresher and its own
+/// curl multi, and the drain. That is `GATEHOUSE_WORKERS` + 1 threads; nothing else runs
+/// (no Swift concurrency, no helper threads).
 ///
 /// The admin listener (`/healthz`, `/readyz`, `/metrics`) runs on the first worker's loop
-/// (`LocalAnswerServer`). JWKS fetches still use the curl-thread client of the previous core. The shutdown sequence is `GatehouseServer`'s: /readyz
-/// turns 503, traffic is served for `GATEHOUSE_SHUTDOWN_DELAY`, then the listeners close, idle
-/// connections close, in-flight requests get `GATEHOUSE_SHUTDOWN_TIMEOUT`, and the rest is cut.
+/// (`LocalAnswerServer`). Shutdown: /readyz turns 503, traffic is served for
+/// `GATEHOUSE_SHUTDOWN_DELAY`, then the listeners close, idle connections close, in-flight
+/// requests get `GATEHOUSE_SHUTDOWN_TIMEOUT`, and the rest is cut.
 public struct LoopServer: Sendable {
     public let configuration: GatehouseConfiguration
     let logger: Logger
@@ -26,7 +28,8 @@ public struct LoopServer: Sendable {
         self.logger = logger
     }
 
-    public func run() async throws {
+    /// Serves until SIGTERM or SIGINT has drained the workers; returns normally then.
+    public func run() throws {
         // A peer that closed its socket must cost an EPIPE, not the process: every socket
         // write here passes MSG_NOSIGNAL, and this covers any write that does not.
         signal(SIGPIPE, SIG_IGN)
@@ -34,14 +37,11 @@ public struct LoopServer: Sendable {
         upstreamConfiguration.headersTimeoutMilliseconds = configuration.upstreamTimeout.milliseconds
         upstreamConfiguration.connectTimeoutMilliseconds = configuration.upstreamConnectTimeout.milliseconds
         upstreamConfiguration.idleTimeoutMilliseconds = configuration.upstreamIdleTimeout.milliseconds
-        // The curl-thread client now serves JWKS fetches only.
-        let client = UpstreamClient(configuration: upstreamConfiguration)
-        defer { client.shutdown() }
 
         let metrics = ProxyMetrics(version: GatehouseVersion.current)
         metrics.bootstrapMetricsSystem()
         let authenticator = configuration.auth.map {
-            Authenticator(settings: $0, client: client, logger: self.logger) { result, duration in
+            Authenticator(settings: $0, logger: self.logger) { result, duration in
                 metrics.recordJWKSFetch(result, duration: duration)
             }
         }
@@ -49,10 +49,10 @@ public struct LoopServer: Sendable {
             logger.warning("GATEHOUSE_AUTH=off: every request is forwarded without token verification")
         }
         let readiness = Readiness(listenerCount: 2, jwks: authenticator?.jwks)
-        let proxy = ProxyResponder(
-            configuration: configuration, client: client, authenticator: authenticator, metrics: metrics, logger: logger)
+        let rules = ForwardingRules(
+            configuration: configuration, authenticator: authenticator, metrics: metrics, logger: logger)
         let shared = WorkerShared(
-            proxy: proxy, authenticator: authenticator, metrics: metrics, logger: logger,
+            proxy: rules, authenticator: authenticator, metrics: metrics, logger: logger,
             parserLimits: HTTP1Limits(maxHeadBytes: configuration.maxHeaderBytes),
             headerReadTimeoutMilliseconds: configuration.headerReadTimeout.milliseconds, upstream: upstreamConfiguration,
             connections: ConnectionBudget(limit: configuration.maxConnections))
@@ -61,22 +61,22 @@ public struct LoopServer: Sendable {
         let listeners = try ListeningSocket.bind(configuration.listen, count: count)
         let adminListener = try ListeningSocket.bind(configuration.adminListen, count: 1)[0]
         let admin = AdminResponder(readiness: readiness, metrics: metrics, jwks: authenticator?.jwks)
-        let drainedWorkers = Mutex(0)
+        let inboxes = listeners.map { _ in WorkerInbox() }
+        let control = try ControlLoop(
+            configuration: configuration, upstream: upstreamConfiguration, readiness: readiness,
+            jwks: authenticator?.jwks, inboxes: inboxes, logger: logger)
         var threads: [OSThread] = []
-        var inboxes: [WorkerInbox] = []
         for (index, fd) in listeners.enumerated() {
-            let inbox = WorkerInbox()
-            inboxes.append(inbox)
+            let inbox = inboxes[index]
             shared.connections.register(inbox)
             let started = WorkerThread.Started()
             let adminPart: (fd: Int32, answer: @Sendable (String, String) -> LocalAnswer)? =
                 index == 0 ? (adminListener, { method, path in admin.answer(method: method, path: path) }) : nil
+            let drained = control.drainedCallback
             let thread = OSThread {
                 LinuxCalls.nameCurrentThread("gatehouse-w\(index)")
                 do {
-                    let worker = try Worker(shared: shared, listenFD: fd, inbox: inbox, admin: adminPart) {
-                        drainedWorkers.withLock { $0 += 1 }
-                    }
+                    let worker = try Worker(shared: shared, listenFD: fd, inbox: inbox, admin: adminPart, drained: drained)
                     started.signal(nil)
                     worker.run()
                 } catch {
@@ -93,49 +93,113 @@ public struct LoopServer: Sendable {
         ])
         readiness.listenerStarted()
         logger.info("admin listening", metadata: ["address": "\(configuration.adminListen)"])
-        let logger = self.logger
 
-        let delay = configuration.shutdownDelay
-        let timeout = configuration.shutdownTimeout
-        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
-        enum Event: Sendable { case signal(String), stopped }
-        try await withThrowingTaskGroup(of: Event.self) { group in
-            group.addTask {
-                for await signal in signals { return .signal("\(signal)") }
-                return .signal("none")
-            }
-            if let jwks = authenticator?.jwks {
-                group.addTask {
-                    await jwks.run()
-                    return .stopped
-                }
-            }
-            guard case .signal(let name)? = try await group.next() else {
-                group.cancelAll()
-                return
-            }
-            logger.notice("shutdown requested", metadata: [
-                "signal": "\(name)", "delay": "\(delay.settingText)", "timeout": "\(timeout.settingText)",
-            ])
-            readiness.startDraining()
-            try? await Task.sleep(for: delay)
-            logger.notice("no longer accepting connections; draining")
-            for inbox in inboxes { inbox.post(.drain) }
-            let deadline = ContinuousClock.now + timeout
-            while drainedWorkers.withLock({ $0 }) < count, ContinuousClock.now < deadline {
-                try? await Task.sleep(for: .milliseconds(20))
-            }
-            if drainedWorkers.withLock({ $0 }) < count {
-                logger.warning("shutdown timeout reached; closing remaining connections")
-            }
-            for inbox in inboxes { inbox.post(.stop) }
-            for thread in threads { thread.join() }
-            client.shutdown()
-            group.cancelAll()
-        }
+        control.run()
+        for inbox in inboxes { inbox.post(.stop) }
+        for thread in threads { thread.join() }
         logger.notice("stopped")
     }
+}
 
+/// The main thread's loop: signals, JWKS fetches (with its own curl multi, so a slow issuer
+/// never occupies a worker), and the drain sequence as timers. Workers reach it only through
+/// its waker (`drainedCallback`, `JWKSCache`'s fetch requests).
+final class ControlLoop: SignalHandler, LoopTimerHandler, LoopWakeHandler {
+    private let loop: EventLoop
+    private let multi: UpstreamMulti
+    private let readiness: Readiness
+    private let logger: Logger
+    private let delay: Duration
+    private let timeout: Duration
+    private var refresher: JWKSRefresher?
+    private var signals: [SignalWatcher] = []
+    private var drainTimer: LoopTimer!
+    private var waker: LoopWaker!
+    private let inboxes: [WorkerInbox]
+    private let drainedWorkers = DrainedWorkers()
+
+    /// Workers done draining, counted from their threads.
+    private final class DrainedWorkers: Sendable {
+        let count = Atomic<Int>(0)
+    }
+    private enum Phase { case serving, delaying, draining, done }
+    private var phase = Phase.serving
+
+    init(
+        configuration: GatehouseConfiguration, upstream: UpstreamClientConfiguration, readiness: Readiness,
+        jwks: JWKSCache?, inboxes: [WorkerInbox], logger: Logger
+    ) throws {
+        self.inboxes = inboxes
+        loop = try EventLoop()
+        multi = UpstreamMulti(loop: loop, configuration: upstream)
+        self.readiness = readiness
+        self.logger = logger
+        delay = configuration.shutdownDelay
+        timeout = configuration.shutdownTimeout
+        drainTimer = LoopTimer(loop: loop, handler: self)
+        waker = try LoopWaker(loop: loop, handler: self)
+        signals = [SignalWatcher(loop: loop, signal: SIGTERM, handler: self),
+                   SignalWatcher(loop: loop, signal: SIGINT, handler: self)]
+        if let jwks {
+            refresher = try JWKSRefresher(cache: jwks, loop: loop, multi: multi) {
+                // On this thread, after every fetch: parked requests on any worker decide now.
+                for inbox in inboxes { inbox.post(.keysFetched) }
+            }
+        }
+        let multi = self.multi
+        loop.batchEnded = { multi.batchEnded() }
+    }
+
+    /// A worker has nothing left to serve after the drain (called on that worker's thread).
+    var drainedCallback: @Sendable () -> Void {
+        let remote = waker.remote
+        let counter = drainedWorkers
+        return {
+            counter.count.add(1, ordering: .relaxed)
+            remote.wake()
+        }
+    }
+
+    /// Runs until the drain has finished or timed out.
+    func run() { loop.run() }
+
+    func signalReceived(_ signal: Int32) {
+        guard phase == .serving else { return }
+        let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
+        logger.notice("shutdown requested", metadata: [
+            "signal": "\(name)", "delay": "\(delay.settingText)", "timeout": "\(timeout.settingText)",
+        ])
+        readiness.startDraining()
+        phase = .delaying
+        drainTimer.arm(milliseconds: delay.milliseconds)
+    }
+
+    func timerFired(_ timer: LoopTimer) {
+        switch phase {
+        case .delaying:
+            logger.notice("no longer accepting connections; draining")
+            phase = .draining
+            for inbox in inboxes { inbox.post(.drain) }
+            drainTimer.arm(milliseconds: timeout.milliseconds)
+        case .draining:
+            logger.warning("shutdown timeout reached; closing remaining connections")
+            finish()
+        case .serving, .done:
+            break
+        }
+    }
+
+    func woken() {
+        if phase == .draining, drainedWorkers.count.load(ordering: .relaxed) >= inboxes.count { finish() }
+    }
+
+    private func finish() {
+        phase = .done
+        drainTimer.disarm()
+        refresher?.stop()
+        for watcher in signals { watcher.cancel() }
+        loop.stop()
+    }
 }
 
 struct LoopServerError: Error, CustomStringConvertible {
@@ -144,8 +208,18 @@ struct LoopServerError: Error, CustomStringConvertible {
 
 /// The proxy's listening sockets: one per worker, all bound to the same address with
 /// `SO_REUSEPORT` (see `Worker` for why), non-blocking, backlog 1024.
+///
+/// `SO_REUSEPORT` would also let a second process of the same user bind the same port and
+/// silently take a share of the connections. So a single socket is bound without it, and
+/// several are bound only after a probe bind without it succeeded: a port already in use by
+/// anyone, gatehouse included, fails with "Address already in use" as it would without the
+/// option.
 enum ListeningSocket {
     static func bind(_ address: ListenAddress, count: Int) throws -> [Int32] {
+        if count > 1 {
+            let probe = try bind(address, count: 1)
+            close(probe[0])
+        }
         var hints = addrinfo()
         hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -161,7 +235,7 @@ enum ListeningSocket {
             guard fd >= 0 else { throw LoopServerError(description: "socket() failed: errno \(errno)") }
             var one: Int32 = 1
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+            if count > 1 { setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size)) }
             guard Glibc.bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
                 let problem = String(cString: strerror(errno))
                 close(fd)

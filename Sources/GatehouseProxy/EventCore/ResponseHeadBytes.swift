@@ -89,7 +89,7 @@ enum ResponseHeadBytes {
     }
 
     /// The client's response head for FastAPI's, written straight from the parsed upstream
-    /// head: the same rules as `ProxyResponder.responseHead` (which builds `HTTPFields` for the
+    /// head: the same rules as `ForwardingRules.responseHead` (which builds `HTTPFields` for the
     /// other paths) in one pass over the bytes, with no per-field allocation. Hop-by-hop fields
     /// are dropped (RFC 9110 §7.6.1: the fixed set and what `Connection` names), and
     /// `X-Request-Id` is replaced; a name that is not a token is dropped and a control byte in

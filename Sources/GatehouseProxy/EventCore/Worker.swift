@@ -12,7 +12,7 @@ import Glibc
 /// What every worker reads and nothing changes after start: shared by reference (a class, so
 /// reading `proxy` does not copy and retain the whole struct per request), never locked.
 final class WorkerShared: Sendable {
-    let proxy: ProxyResponder
+    let proxy: ForwardingRules
     let authenticator: Authenticator?
     let metrics: ProxyMetrics
     let logger: Logger
@@ -22,7 +22,7 @@ final class WorkerShared: Sendable {
     let connections: ConnectionBudget
 
     init(
-        proxy: ProxyResponder, authenticator: Authenticator?, metrics: ProxyMetrics, logger: Logger,
+        proxy: ForwardingRules, authenticator: Authenticator?, metrics: ProxyMetrics, logger: Logger,
         parserLimits: HTTP1Limits, headerReadTimeoutMilliseconds: Int, upstream: UpstreamClientConfiguration,
         connections: ConnectionBudget
     ) {
@@ -72,8 +72,8 @@ final class ConnectionBudget: Sendable {
 /// Messages to a worker from other threads, delivered through its `LoopWaker`.
 final class WorkerInbox: Sendable {
     enum Message: Sendable {
-        /// A parked request's token verdict (`ClientConnection.verified`).
-        case verified(connection: Int, Authenticator.Outcome)
+        /// A JWKS fetch ended: parked requests are decided (`ClientConnection.keysFetched`).
+        case keysFetched
         /// Stop accepting; close idle connections; close the others after their answer.
         case drain
         /// Close everything and leave the loop.
@@ -122,6 +122,8 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     private var nextConnectionID = 0
     private var toFlush: [ClientConnection] = []
     private var toContinue: [ClientConnection] = []
+    /// Connections whose request waits for a JWKS fetch (an unknown kid).
+    private var parkedForKeys: [Int] = []
     /// Not accepting: all of `GATEHOUSE_MAX_CONNECTIONS` are open.
     private var acceptPaused = false
     private let acceptRetryHandler = AcceptRetry()
@@ -282,8 +284,10 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     func woken() {
         for message in inbox.take() {
             switch message {
-            case .verified(let id, let outcome):
-                connections[id]?.verified(outcome)
+            case .keysFetched:
+                let parked = parkedForKeys
+                parkedForKeys = []
+                for id in parked { connections[id]?.keysFetched() }
             case .drain:
                 guard !draining else { continue }
                 draining = true
@@ -304,14 +308,11 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
         }
     }
 
-    /// Verifies a parked request's token off the loop (only an unknown kid's key fetch gets
-    /// here); the verdict comes back as a message.
-    func verifyOffLoop(connection id: Int, token: String, authenticator: Authenticator) {
-        let inbox = self.inbox
-        Task.detached {
-            let outcome = await authenticator.authenticate(token: Substring(token))
-            inbox.post(.verified(connection: id, outcome))
-        }
+    /// A connection's request waits for the JWKS fetch it asked for; `.keysFetched` (posted to
+    /// every worker when any fetch ends) releases it. Connections are named by id, never
+    /// by reference, so one that closed meanwhile is simply not found.
+    func parkUntilKeysFetched(connection id: Int) {
+        parkedForKeys.append(id)
     }
 }
 
