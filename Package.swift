@@ -136,7 +136,7 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"], swiftSettings: strict),
         .testTarget(
             name: "GatehouseAuthTests",
-            dependencies: ["GatehouseAuth", "JOSE"],
+            dependencies: ["GatehouseAuth", "GatehouseUpstream", "JOSE", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -64,7 +64,6 @@ public final class Authenticator: Sendable {
 
     public let settings: AuthSettings
     public let jwks: JWKSCache
-    let tokenCache: TokenCache
     let verifier: JWTVerifier
 
     public init(
@@ -72,11 +71,9 @@ public final class Authenticator: Sendable {
         jwksFetched: @escaping @Sendable (JWKSCache.FetchResult, Duration) -> Void = { _, _ in }
     ) {
         self.settings = settings
-        let cache = TokenCache(capacity: settings.tokenCacheSize)
-        self.tokenCache = cache
         self.verifier = JWTVerifier(configuration: settings.verifier)
         self.jwks = JWKSCache(
-            settings: settings, logger: logger, keysChanged: { kids in cache.retainOnly(kids: kids) },
+            settings: settings, logger: logger,
             fetched: jwksFetched)
     }
 
@@ -84,23 +81,30 @@ public final class Authenticator: Sendable {
     /// cooldown): the current keys decide, and a kid still unknown is rejected. The fetch may
     /// have taken up to the fetch timeout, so `exp` is judged now, when the request is let
     /// through, not when it arrived.
-    public func authenticateAfterKeyFetch(token: Substring) -> Outcome {
-        authenticateWithKeysInHand(token: token) ?? .rejected(.unknownKey)
+    public func authenticateAfterKeyFetch(token: Substring, state: WorkerAuthState) -> Outcome {
+        authenticateWithKeysInHand(token: token, state: state) ?? .rejected(.unknownKey)
+    }
+
+    /// A worker's own key snapshot and token-cache share, for `workers` workers in all.
+    public func makeWorkerState(workers: Int) -> WorkerAuthState {
+        let size = settings.tokenCacheSize
+        return WorkerAuthState(jwks: jwks, tokenCacheCapacity: size == 0 ? 0 : max(1, (size + workers - 1) / workers))
     }
 
     /// The decision that needs no waiting: keys in hand, cache, signature and claims. Returns
     /// nil only when the token names a `kid` the current key set lacks, so that only a JWKS
     /// refetch can decide: the worker parks the request, asks for a fetch
     /// (`JWKSCache.requestFetchForUnknownKid`) and decides with `authenticateAfterKeyFetch`.
-    public func authenticateWithKeysInHand(token: Substring) -> Outcome? {
+    public func authenticateWithKeysInHand(token: Substring, state: WorkerAuthState) -> Outcome? {
         let bytes = token.utf8
         // Bound the work before hashing: an oversized token is malformed whatever it holds.
         guard bytes.count <= settings.verifier.maxTokenBytes else { return .rejected(.malformed) }
         // Keys first, even for a cached token: once the keys are stale past the limit nothing
         // is accepted, whatever was accepted before.
-        guard case .ready(let keys) = jwks.currentKeys() else { return .keysUnavailable }
+        guard let keys = state.snapshot.keys(at: .now) else { return .keysUnavailable }
         let now = Self.now()
         let digest = TokenCache.Digest(SHA256.hash(bytes))
+        let tokenCache = state.tokenCache
         if let hit = tokenCache.lookup(digest, now: now - settings.verifier.clockSkew), let key = hit.key,
             keys.key(for: hit.kid) === key
         {
@@ -108,19 +112,18 @@ public final class Authenticator: Sendable {
         }
         let result = verifier.verify(token: bytes, keys: keys, now: now)
         if case .failure(let failure) = result, failure.reason == .unknownKey { return nil }
-        return finish(bytes, result, keys: keys, digest: digest)
+        return finish(result, keys: keys, digest: digest, cache: tokenCache)
     }
 
     private func finish(
-        _ bytes: Substring.UTF8View, _ result: Result<VerifiedToken, VerificationFailure>, keys: JWKSet,
-        digest: TokenCache.Digest? = nil
+        _ result: Result<VerifiedToken, VerificationFailure>, keys: JWKSet, digest: TokenCache.Digest, cache: TokenCache
     ) -> Outcome {
         switch result {
         case .failure(let failure):
             return .rejected(Rejection(failure.reason))
         case .success(let verified):
             let headers = identityHeaders(for: verified)
-            tokenCache.insert(digest ?? TokenCache.Digest(SHA256.hash(bytes)), .init(
+            cache.insert(digest, .init(
                 exp: verified.exp, kid: verified.kid, key: keys.key(for: verified.kid), identityHeaders: headers,
                 sub: verified.sub, claims: verified.claims))
             return .allowed(identityHeaders: headers, sub: verified.sub, claims: verified.claims, cached: false)

@@ -5,20 +5,15 @@ import Synchronization
 
 /// The issuer's keys: the current `JWKSet`, how old it is, and whether a fetch is due or running.
 ///
-/// Workers read the keys (`currentKeys`) with one uncontended lock taken for a pointer copy; the
-/// set itself is immutable and replaced whole, so a reader never sees half a rotation. Fetches
+/// Workers never read this on a request's path: each holds its own copy of the current
+/// `Snapshot` (in its `WorkerAuthState`), an immutable key set replaced whole when a fetch
+/// ends, so a reader never sees half a rotation and no lock is shared between workers. Fetches
 /// run on the main thread's control loop (`JWKSRefresher`), never on a worker. A worker that
 /// meets an unknown `kid` (a key rotated in since the last fetch) asks for one
 /// (`requestFetchForUnknownKid`) and parks the request; every worker hears when the fetch ended
 /// (`fetchEnded`). At most one fetch runs, at most one on demand per cooldown, each bounded by
 /// the fetch timeout. All timing decisions live in `JWKSRefreshPolicy`.
 public final class JWKSCache: Sendable {
-    public enum Keys: Sendable {
-        case ready(JWKSet)
-        /// Never loaded, or older than `maxStale`.
-        case unavailable
-    }
-
     /// What `/readyz` shows about the keys.
     public struct Status: Sendable {
         public var keyCount: Int
@@ -47,21 +42,22 @@ public final class JWKSCache: Sendable {
         var fetchInFlight = false
         /// A worker asked for a fetch the control loop has not started yet.
         var fetchRequested = false
+        /// Fetches started so far: the number of the one in flight, or of the last one.
+        var generation: UInt64 = 0
         /// Rejected-key reasons already logged, so one bad key is logged once, not per refresh.
         var loggedRejections: Set<String> = []
     }
 
     /// How the control loop is told (a wake-up) and how workers hear back (their inboxes).
     private struct Hooks {
-        var wantFetch: @Sendable () -> Void = {}
-        var fetchEnded: @Sendable () -> Void = {}
+        var wantFetch: (@Sendable () -> Void)?
+        var fetchEnded: @Sendable (UInt64) -> Void = { _ in }
     }
 
     private let state: Mutex<State>
     private let hooks = Mutex(Hooks())
     private let settings: AuthSettings
     private let logger: Logger
-    private let keysChanged: @Sendable (Set<String>) -> Void
     private let fetched: @Sendable (FetchResult, Duration) -> Void
 
     /// How a fetch ended, for metrics.
@@ -69,51 +65,64 @@ public final class JWKSCache: Sendable {
         case success, notModified = "not_modified", error
     }
 
-    /// - Parameter keysChanged: called with the new set of kids after a fetch changed them
-    ///   (the token cache drops tokens whose key left).
     public init(
         settings: AuthSettings, logger: Logger,
-        keysChanged: @escaping @Sendable (Set<String>) -> Void = { _ in },
         fetched: @escaping @Sendable (FetchResult, Duration) -> Void = { _, _ in }
     ) {
         self.fetched = fetched
         self.settings = settings
         self.logger = logger
-        self.keysChanged = keysChanged
         self.state = Mutex(State(policy: JWKSRefreshPolicy(
             defaultTTL: settings.jwksDefaultTTL, minTTL: settings.jwksMinTTL, maxTTL: settings.jwksMaxTTL,
             cooldown: settings.refetchCooldown, maxStale: settings.maxStale)))
     }
 
     /// Connects the cache to the loop that fetches (`wantFetch` wakes it, from any thread) and
-    /// to the workers (`fetchEnded` is called on the fetching thread after every fetch).
-    public func attach(wantFetch: @escaping @Sendable () -> Void, fetchEnded: @escaping @Sendable () -> Void) {
+    /// to the workers (`fetchEnded` is called on the fetching thread after every fetch, with
+    /// that fetch's generation).
+    public func attach(wantFetch: @escaping @Sendable () -> Void, fetchEnded: @escaping @Sendable (UInt64) -> Void) {
         hooks.withLock { $0 = Hooks(wantFetch: wantFetch, fetchEnded: fetchEnded) }
     }
 
-    /// The keys to verify with now.
-    public func currentKeys() -> Keys {
-        let now = ContinuousClock.now
-        return state.withLock { s in
-            guard let keys = s.keys, s.policy.keysUsable(at: now) else { return .unavailable }
-            return .ready(keys)
+    /// The key set as fetched and until when it may verify tokens: what a worker copies after
+    /// every fetch (`WorkerAuthState.refresh`). Immutable; the keys are a shared reference.
+    public struct Snapshot: Sendable {
+        public var keys: JWKSet?
+        /// The last successful fetch plus `GATEHOUSE_JWKS_MAX_STALE`.
+        public var usableUntil: ContinuousClock.Instant?
+
+        /// The keys, unless never loaded or stale past the limit at `now`.
+        public func keys(at now: ContinuousClock.Instant) -> JWKSet? {
+            guard let keys, let usableUntil, now <= usableUntil else { return nil }
+            return keys
         }
     }
 
-    /// For a token whose kid we do not know: true when a fetch is running or has just been
-    /// asked for, so the caller's `fetchEnded` will follow; false when the cooldown forbids one
-    /// (decide with the keys in hand: the kid is unknown).
-    public func requestFetchForUnknownKid() -> Bool {
+    /// The current snapshot (one lock, taken once per fetch per worker, never per request).
+    public func snapshot() -> Snapshot {
+        state.withLock { s in
+            Snapshot(keys: s.keys, usableUntil: s.policy.lastSuccess.map { $0 + s.policy.maxStale })
+        }
+    }
+
+    /// For a token whose kid we do not know: the generation of the fetch to wait for (the one
+    /// running, or the one just asked for), whose end `fetchEnded` will announce; nil when the
+    /// cooldown forbids a fetch or nothing fetches (decide with the keys in hand: the kid is
+    /// unknown). A worker must not decide on the end of an earlier fetch: it may have read
+    /// that announcement late, after this request arrived.
+    public func requestFetchForUnknownKid() -> UInt64? {
+        guard let wantFetch = hooks.withLock({ $0.wantFetch }) else { return nil }
         let now = ContinuousClock.now
-        let ask: Bool? = state.withLock { s in
-            if s.fetchInFlight || s.fetchRequested { return false }
+        let answer: (generation: UInt64, wake: Bool)? = state.withLock { s in
+            if s.fetchInFlight { return (s.generation, false) }
+            if s.fetchRequested { return (s.generation + 1, false) }
             guard s.policy.allowOnDemandFetch(at: now) else { return nil }
             s.fetchRequested = true
-            return true
+            return (s.generation + 1, true)
         }
-        guard let ask else { return false }
-        if ask { hooks.withLock { $0.wantFetch }() }
-        return true
+        guard let answer else { return nil }
+        if answer.wake { wantFetch() }
+        return answer.generation
     }
 
     public var status: Status {
@@ -135,6 +144,7 @@ public final class JWKSCache: Sendable {
             guard !s.fetchInFlight else { return nil }
             s.fetchInFlight = true
             s.fetchRequested = false
+            s.generation += 1
             return .some(s.etag)
         }
         guard let etag else { return nil }
@@ -147,8 +157,9 @@ public final class JWKSCache: Sendable {
 
     /// Applies a finished fetch, then tells the workers.
     public func finishFetch(_ outcome: Result<FetchedDocument, FetchError>, duration: Duration) {
+        let generation = state.withLock { $0.generation }
         fetched(apply(outcome), duration)
-        hooks.withLock { $0.fetchEnded }()
+        hooks.withLock { $0.fetchEnded }(generation)
     }
 
     /// Whether a worker asked for a fetch that has not started.
@@ -216,7 +227,6 @@ public final class JWKSCache: Sendable {
         }
         if let changedKids {
             logger.info("JWKS loaded", metadata: ["keys": .stringConvertible(changedKids.count)])
-            keysChanged(changedKids)
         }
         return result
     }

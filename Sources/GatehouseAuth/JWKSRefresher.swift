@@ -14,8 +14,11 @@ public final class JWKSRefresher: LoopTimerHandler, LoopWakeHandler {
     private var waker: LoopWaker!
     private var stopped = false
 
-    /// `fetchEnded` runs on this loop's thread after every fetch (workers are told from it).
-    public init(cache: JWKSCache, loop: EventLoop, multi: UpstreamMulti, fetchEnded: @escaping @Sendable () -> Void) throws {
+    /// `fetchEnded` runs on this loop's thread after every fetch, with its generation (workers
+    /// are told from it).
+    public init(
+        cache: JWKSCache, loop: EventLoop, multi: UpstreamMulti, fetchEnded: @escaping @Sendable (UInt64) -> Void
+    ) throws {
         self.cache = cache
         self.multi = multi
         timer = LoopTimer(loop: loop, handler: self)
@@ -45,8 +48,8 @@ public final class JWKSRefresher: LoopTimerHandler, LoopWakeHandler {
             timeoutMilliseconds: plan.timeoutMilliseconds, maxBytes: plan.maxBytes
         ) { [self] outcome in
             cache.finishFetch(outcome, duration: ContinuousClock.now - started)
-            // A request asked for a fetch while this one ran: it may need the newer keys.
-            // Scheduled, never started from here (this may be inside curl's callback).
+            // A fetch asked for in the moment after this one was applied starts in 50 ms
+            // (never from here: this may be inside curl's callback).
             let delay = cache.fetchIsWanted ? .zero : cache.delayUntilRefresh()
             if !stopped { timer.arm(milliseconds: max(50, Int(delay.secondsDouble * 1000))) }
         }

@@ -4,6 +4,12 @@ public struct FetchedDocument: Sendable {
     public var headers: [UpstreamResponseHead.HeaderField]
     public var body: [UInt8]
 
+    public init(status: Int, headers: [UpstreamResponseHead.HeaderField], body: [UInt8]) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
     /// The first value of a header, case-insensitively.
     public func header(_ name: String) -> String? {
         let lower = name.lowercased()

@@ -104,3 +104,25 @@ def test_request_longer_than_shutdown_timeout_does_not_block_exit(fresh):
     assert elapsed < DELAY + TIMEOUT + 2, f"exit took {elapsed:.2f}s"
     stuck.join(timeout=5)
     assert stuck.response is None or stuck.response.status_code != 200
+
+
+def test_idle_connections_on_other_workers_do_not_end_the_drain_early(gatehouse_factory, upstream):
+    """Four workers, idle keep-alive connections spread over them, one slow request in
+    flight: the drain must wait for the slow request, however the idle ones close. (A worker
+    that closed its last idle connection once reported itself drained twice, and the process
+    stopped with the slow request cut.)"""
+    gh = gatehouse_factory(upstream.url, GATEHOUSE_SHUTDOWN_DELAY="1s", GATEHOUSE_SHUTDOWN_TIMEOUT="8s",
+                           GATEHOUSE_WORKERS="4")
+    idle = [httpx.Client(timeout=5) for _ in range(16)]
+    for client in idle:
+        assert client.get(f"{gh.url}/echo/warm").status_code == 200
+    slow = Background(f"{gh.url}/slow?seconds=4")
+    time.sleep(0.5)
+    gh.proc.send_signal(signal.SIGTERM)
+    slow.join(timeout=20)
+    for client in idle:
+        client.close()
+    assert slow.error is None, f"in-flight request cut by the drain: {slow.error!r}"
+    assert slow.response is not None and slow.response.status_code == 200
+    assert slow.response.json() == {"slept": 4.0}
+    assert gh.proc.wait(timeout=10) == 0

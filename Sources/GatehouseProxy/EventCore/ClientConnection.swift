@@ -289,20 +289,21 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
                   expectsContinue: head.expectsContinue)
         case .verify(let pending):
             let authenticator = shared.authenticator!
-            if let outcome = authenticator.authenticateWithKeysInHand(token: pending.token) {
+            let auth = worker.auth!
+            if let outcome = authenticator.authenticateWithKeysInHand(token: pending.token, state: auth) {
                 admit(pending.finish(proxy.verdict(for: outcome)), method: method, fields: fields, authority: authority,
                       body: body, target: found.target, expectsContinue: head.expectsContinue)
-            } else if authenticator.jwks.requestFetchForUnknownKid() {
+            } else if let generation = authenticator.jwks.requestFetchForUnknownKid() {
                 // An unknown kid: only a key fetch can decide. The request waits, parked on
                 // this worker, reading stopped, until the control loop's fetch ends.
                 watcher.setRead(false)
                 exchange.parked = ParkedRequest(
                     pending: pending, method: method, fields: fields, authority: authority, body: body,
                     target: found.target, expectsContinue: head.expectsContinue)
-                worker.parkUntilKeysFetched(connection: id)
+                worker.parkUntilKeysFetched(connection: id, generation: generation)
             } else {
                 // The cooldown forbids another fetch so soon: the kid is unknown.
-                admit(pending.finish(proxy.verdict(for: authenticator.authenticateAfterKeyFetch(token: pending.token))),
+                admit(pending.finish(proxy.verdict(for: authenticator.authenticateAfterKeyFetch(token: pending.token, state: auth))),
                       method: method, fields: fields, authority: authority, body: body, target: found.target,
                       expectsContinue: head.expectsContinue)
             }
@@ -312,10 +313,10 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
     /// The key fetch a parked request waited for has ended: its token is decided now.
     func keysFetched() {
         guard let exchange, let parked = exchange.parked, state == .exchanging,
-            let authenticator = worker.shared.authenticator
+            let authenticator = worker.shared.authenticator, let auth = worker.auth
         else { return }
         exchange.parked = nil
-        let outcome = authenticator.authenticateAfterKeyFetch(token: parked.pending.token)
+        let outcome = authenticator.authenticateAfterKeyFetch(token: parked.pending.token, state: auth)
         watcher.setRead(!inputEnded)
         admit(
             parked.pending.finish(worker.shared.proxy.verdict(for: outcome)), method: parked.method, fields: parked.fields,

@@ -32,7 +32,7 @@ public struct LocalAnswer: Sendable {
 /// It shares the proxy's parser (`HTTP1RequestParser`), so it refuses exactly what the proxy
 /// refuses; request bodies are read and dropped. Keep-alive, pipelining one request at a time,
 /// an idle limit of 30 s. Everything runs on the loop's thread.
-final class LocalAnswerServer: IOReadinessHandler {
+final class LocalAnswerServer: IOReadinessHandler, LoopTimerHandler {
     typealias Answerer = (_ method: String, _ path: String) -> LocalAnswer
 
     private let loop: EventLoop
@@ -40,6 +40,8 @@ final class LocalAnswerServer: IOReadinessHandler {
     private var listener: IOWatcher!
     private let answer: Answerer
     private var connections: [ObjectIdentifier: LocalAnswerConnection] = [:]
+    /// Out of descriptors, the listener rests 100 ms instead of spinning on a readable socket.
+    private var acceptRetry: LoopTimer!
 
     init(loop: EventLoop, listenFD: Int32, answer: @escaping Answerer) {
         self.loop = loop
@@ -47,11 +49,13 @@ final class LocalAnswerServer: IOReadinessHandler {
         self.answer = answer
         listener = IOWatcher(loop: loop, fd: listenFD, handler: self)
         listener.setRead(true)
+        acceptRetry = LoopTimer(loop: loop, handler: self)
     }
 
     /// Stops accepting and closes every connection.
     func close() {
         listener.cancel()
+        acceptRetry.disarm()
         Glibc.close(listenFD)
         for connection in Array(connections.values) { connection.close() }
     }
@@ -59,11 +63,19 @@ final class LocalAnswerServer: IOReadinessHandler {
     func ioReady(_ watcher: IOWatcher, readable: Bool, writable: Bool) {
         for _ in 0..<16 {
             let fd = LinuxCalls.acceptNonBlocking(listenFD, address: nil, length: nil)
-            if fd < 0 { return }
+            if fd < 0 {
+                if errno == EMFILE || errno == ENFILE {
+                    listener.setRead(false)
+                    acceptRetry.arm(milliseconds: 100)
+                }
+                return
+            }
             let connection = LocalAnswerConnection(server: self, loop: loop, fd: fd)
             connections[ObjectIdentifier(connection)] = connection
         }
     }
+
+    func timerFired(_ timer: LoopTimer) { listener.setRead(true) }
 
     fileprivate func respond(method: String, path: String) -> LocalAnswer { answer(method, path) }
 

@@ -76,7 +76,8 @@ public struct LoopServer: Sendable {
             let thread = OSThread {
                 LinuxCalls.nameCurrentThread("gatehouse-w\(index)")
                 do {
-                    let worker = try Worker(shared: shared, listenFD: fd, inbox: inbox, admin: adminPart, drained: drained)
+                    let worker = try Worker(
+                        shared: shared, listenFD: fd, inbox: inbox, workerCount: count, admin: adminPart, drained: drained)
                     started.signal(nil)
                     worker.run()
                 } catch {
@@ -105,7 +106,6 @@ public struct LoopServer: Sendable {
 /// never occupies a worker), and the drain sequence as timers. Workers reach it only through
 /// its waker (`drainedCallback`, `JWKSCache`'s fetch requests).
 final class ControlLoop: SignalHandler, LoopTimerHandler, LoopWakeHandler {
-    private let loop: EventLoop
     private let multi: UpstreamMulti
     private let readiness: Readiness
     private let logger: Logger
@@ -124,6 +124,9 @@ final class ControlLoop: SignalHandler, LoopTimerHandler, LoopWakeHandler {
     }
     private enum Phase { case serving, delaying, draining, done }
     private var phase = Phase.serving
+    /// Declared last: Swift releases stored properties in declaration order, and every event
+    /// above (timers, watchers, the multi's sockets) must be freed while the base still exists.
+    private let loop: EventLoop
 
     init(
         configuration: GatehouseConfiguration, upstream: UpstreamClientConfiguration, readiness: Readiness,
@@ -141,9 +144,9 @@ final class ControlLoop: SignalHandler, LoopTimerHandler, LoopWakeHandler {
         signals = [SignalWatcher(loop: loop, signal: SIGTERM, handler: self),
                    SignalWatcher(loop: loop, signal: SIGINT, handler: self)]
         if let jwks {
-            refresher = try JWKSRefresher(cache: jwks, loop: loop, multi: multi) {
+            refresher = try JWKSRefresher(cache: jwks, loop: loop, multi: multi) { generation in
                 // On this thread, after every fetch: parked requests on any worker decide now.
-                for inbox in inboxes { inbox.post(.keysFetched) }
+                for inbox in inboxes { inbox.post(.keysFetched(generation: generation)) }
             }
         }
         let multi = self.multi
@@ -197,7 +200,8 @@ final class ControlLoop: SignalHandler, LoopTimerHandler, LoopWakeHandler {
         phase = .done
         drainTimer.disarm()
         refresher?.stop()
-        for watcher in signals { watcher.cancel() }
+        // The signal watchers stay until this object goes (after the workers are joined): a
+        // second SIGTERM meanwhile is absorbed, not the default action that kills the process.
         loop.stop()
     }
 }

@@ -72,8 +72,9 @@ final class ConnectionBudget: Sendable {
 /// Messages to a worker from other threads, delivered through its `LoopWaker`.
 final class WorkerInbox: Sendable {
     enum Message: Sendable {
-        /// A JWKS fetch ended: parked requests are decided (`ClientConnection.keysFetched`).
-        case keysFetched
+        /// A JWKS fetch ended: the worker takes the new key snapshot, then its parked requests
+        /// are decided (`ClientConnection.keysFetched`).
+        case keysFetched(generation: UInt64)
         /// Stop accepting; close idle connections; close the others after their answer.
         case drain
         /// Close everything and leave the loop.
@@ -108,13 +109,13 @@ final class WorkerInbox: Sendable {
 /// and libevent does not expose the flag.)
 final class Worker: IOReadinessHandler, LoopWakeHandler {
     let shared: WorkerShared
-    let loop: EventLoop
     let multi: UpstreamMulti
     let inbox: WorkerInbox
     /// Bytes read from any client land here first; a connection keeps only what it could not
     /// use yet. 64 KiB, the most one `read` takes.
     let readBuffer: UnsafeMutableRawBufferPointer
     private(set) var draining = false
+    private var reportedDrained = false
     private var listener: IOWatcher?
     private let listenFD: Int32
     private var waker: LoopWaker!
@@ -122,8 +123,10 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     private var nextConnectionID = 0
     private var toFlush: [ClientConnection] = []
     private var toContinue: [ClientConnection] = []
-    /// Connections whose request waits for a JWKS fetch (an unknown kid).
-    private var parkedForKeys: [Int] = []
+    /// Connections whose request waits for a JWKS fetch (an unknown kid), and for which fetch.
+    private var parkedForKeys: [(connection: Int, generation: UInt64)] = []
+    /// This worker's key snapshot and token-cache share; nil with `GATEHOUSE_AUTH=off`.
+    let auth: WorkerAuthState?
     /// Not accepting: all of `GATEHOUSE_MAX_CONNECTIONS` are open.
     private var acceptPaused = false
     private let acceptRetryHandler = AcceptRetry()
@@ -141,13 +144,18 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     /// The admin listener, on the first worker's loop (it answers in microseconds).
     private var admin: LocalAnswerServer?
 
+    /// Declared last: Swift releases stored properties in declaration order, and every event
+    /// above (watchers, timers, the multi's sockets) must be freed while the base still exists.
+    let loop: EventLoop
+
     /// `admin`: the admin listener's socket and its answers, for one worker only.
     init(
-        shared: WorkerShared, listenFD: Int32, inbox: WorkerInbox,
+        shared: WorkerShared, listenFD: Int32, inbox: WorkerInbox, workerCount: Int,
         admin: (fd: Int32, answer: @Sendable (String, String) -> LocalAnswer)? = nil,
         drained: @escaping @Sendable () -> Void
     ) throws {
         self.shared = shared
+        auth = shared.authenticator?.makeWorkerState(workers: workerCount)
         self.listenFD = listenFD
         self.inbox = inbox
         self.drained = drained
@@ -276,7 +284,7 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     func connectionClosed(_ connection: ClientConnection) {
         connections[connection.id] = nil
         shared.connections.release()
-        if draining, connections.isEmpty { drained() }
+        if draining { reportDrainedIfDone() }
     }
 
     // MARK: Messages from other threads
@@ -284,10 +292,13 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     func woken() {
         for message in inbox.take() {
             switch message {
-            case .keysFetched:
-                let parked = parkedForKeys
-                parkedForKeys = []
-                for id in parked { connections[id]?.keysFetched() }
+            case .keysFetched(let generation):
+                auth?.refresh()
+                // Only requests waiting for this fetch or an earlier one: a request parked for
+                // a later fetch must not be decided on this one's keys.
+                let released = parkedForKeys.filter { $0.generation <= generation }
+                parkedForKeys.removeAll { $0.generation <= generation }
+                for parked in released { connections[parked.connection]?.keysFetched() }
             case .drain:
                 guard !draining else { continue }
                 draining = true
@@ -295,7 +306,7 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
                 // elsewhere) instead of waiting in a backlog nobody reads.
                 closeListener()
                 for connection in Array(connections.values) where connection.isIdle { connection.close() }
-                if connections.isEmpty { drained() }
+                reportDrainedIfDone()
             case .stop:
                 loop.stop()
             case .resumeAccepting:
@@ -308,11 +319,18 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
         }
     }
 
+    /// Tells the control loop once, and only once, that this worker has nothing left to serve.
+    private func reportDrainedIfDone() {
+        guard draining, connections.isEmpty, !reportedDrained else { return }
+        reportedDrained = true
+        drained()
+    }
+
     /// A connection's request waits for the JWKS fetch it asked for; `.keysFetched` (posted to
     /// every worker when any fetch ends) releases it. Connections are named by id, never
     /// by reference, so one that closed meanwhile is simply not found.
-    func parkUntilKeysFetched(connection id: Int) {
-        parkedForKeys.append(id)
+    func parkUntilKeysFetched(connection id: Int, generation: UInt64) {
+        parkedForKeys.append((id, generation))
     }
 }
 
