@@ -5,7 +5,8 @@ public import Logging
 
 /// The rules that turn a client's request into the one FastAPI receives, and FastAPI's answer
 /// into the one the client receives: which fields pass, which are rebuilt, which identity is
-/// added. One instance serves every worker; it holds no per-request state and does no I/O
+/// added. One instance serves every worker (a class: a request reads it through one reference
+/// instead of copying a struct of a dozen references); it holds no per-request state and does no I/O
 /// (`ClientConnection` does that).
 ///
 /// Order of work for a request (each step can end it; `ClientConnection` drives it):
@@ -19,7 +20,7 @@ public import Logging
 /// 5. upstream head → 502/504 on failure, else the head (`responseHead`) goes to the client;
 /// 6. body bytes are relayed as they arrive; if the upstream dies mid-body the client's
 ///    connection is cut, so a cut body never looks complete.
-public struct ForwardingRules: Sendable {
+public final class ForwardingRules: Sendable {
     let configuration: GatehouseConfiguration
     let authenticator: Authenticator?
     let forwarding: ForwardingHeaders

@@ -64,6 +64,11 @@ import Testing
 
     @Test func jsonQuoting() {
         #expect(JSONText.quoted("a\"b\\c\n\u{1}") == #""a\"b\\c\n\u0001""#)
+        #expect(JSONText.quoted("") == #""""#)
+        #expect(JSONText.quoted("plain/path?q=1") == #""plain/path?q=1""#)
+        #expect(JSONText.quoted("\t\r\u{7f}end") == #""\t\r\u007fend""#)
+        #expect(JSONText.quoted("héllo \u{1F600}\"") == "\"héllo \u{1F600}\\\"\"", "UTF-8 passes as it is")
+        #expect(JSONText.quoted("\\\\") == #""\\\\""#)
         #expect(String(decoding: ErrorResponse.badGateway.body, as: UTF8.self) == #"{"detail":"Upstream unavailable"}"#)
     }
 }
