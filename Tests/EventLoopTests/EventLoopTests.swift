@@ -96,6 +96,71 @@ import Testing
         #expect(reader.received.isEmpty)
     }
 
+    /// Two readable sockets whose handlers each switch the other's read interest off: libevent
+    /// has both events queued in one batch, yet exactly one handler runs, because a switched-off
+    /// interest is honoured at once even before the change reaches epoll.
+    @Test func interestSwitchedOffInABatchSilencesAnEventAlreadyQueued() throws {
+        final class Silencer: IOReadinessHandler {
+            var watcher: IOWatcher!
+            var other: Silencer?
+            var calls = 0
+            func ioReady(_ watcher: IOWatcher, readable: Bool, writable: Bool) {
+                calls += 1
+                other?.watcher.setRead(false)
+                self.watcher.setRead(false)
+            }
+        }
+        let loop = try EventLoop()
+        let (a1, b1) = socketPair()
+        let (a2, b2) = socketPair()
+        defer { close(a1); close(b1); close(a2); close(b2) }
+        let first = Silencer()
+        let second = Silencer()
+        first.watcher = IOWatcher(loop: loop, fd: a1, handler: first)
+        second.watcher = IOWatcher(loop: loop, fd: a2, handler: second)
+        first.other = second
+        second.other = first
+        first.watcher.setRead(true)
+        second.watcher.setRead(true)
+        _ = "x".withCString { write(b1, $0, 1) }
+        _ = "y".withCString { write(b2, $0, 1) }
+        let alarm = Alarm(loop: loop)
+        alarm.timer.arm(milliseconds: 50)  // both sockets are readable well before this
+        loop.run()
+        #expect(first.calls + second.calls == 1)
+        first.other = nil
+        second.other = nil
+    }
+
+    /// Interest switched off and on within one batch stays registered: the socket's readiness
+    /// is reported again in the next batch, as if nothing had changed.
+    @Test func interestSwitchedOffAndOnInOneBatchKeepsReporting() throws {
+        final class Toggler: IOReadinessHandler {
+            var watcher: IOWatcher!
+            var calls = 0
+            let loop: EventLoop
+            init(loop: EventLoop) { self.loop = loop }
+            func ioReady(_ watcher: IOWatcher, readable: Bool, writable: Bool) {
+                calls += 1
+                watcher.setRead(false)
+                watcher.setRead(true)  // nothing read: still readable
+                if calls == 3 {
+                    watcher.setRead(false)
+                    loop.stop()
+                }
+            }
+        }
+        let loop = try EventLoop()
+        let (a, b) = socketPair()
+        defer { close(a); close(b) }
+        let toggler = Toggler(loop: loop)
+        toggler.watcher = IOWatcher(loop: loop, fd: a, handler: toggler)
+        toggler.watcher.setRead(true)
+        _ = "x".withCString { write(b, $0, 1) }
+        loop.run()
+        #expect(toggler.calls == 3)
+    }
+
     @Test func timersFireInLaterBatchesAndTheBatchHookRunsAfterEach() throws {
         let loop = try EventLoop()
         let alarm = Alarm(loop: loop)
