@@ -36,6 +36,7 @@ public final class EventLoop {
     /// Watchers whose read or write interest changed since the last `epoll_wait` (see
     /// `IOWatcher.setRead`), applied together right before the loop waits again.
     fileprivate var interestChanged: [IOWatcher] = []
+    private var interestApplying: [IOWatcher] = []
 
     /// Called on the loop thread after every batch of callbacks. Set it once, before `run()`.
     public var batchEnded: (() -> Void)?
@@ -55,6 +56,10 @@ public final class EventLoop {
     }
 
     deinit {
+        // Watchers still queued are kept alive by the queue: their events are freed now,
+        // while the base they point into still exists.
+        for watcher in interestChanged { watcher.cancel() }
+        interestChanged = []
         event_base_free(base)
     }
 
@@ -76,9 +81,9 @@ public final class EventLoop {
     /// wasted system call per request, measured.)
     private func applyInterestChanges() {
         guard !interestChanged.isEmpty else { return }
-        let changed = interestChanged
-        interestChanged.removeAll(keepingCapacity: true)
-        for watcher in changed { watcher.applyInterest() }
+        swap(&interestChanged, &interestApplying)  // two buffers, reused: no allocation per batch
+        for watcher in interestApplying { watcher.applyInterest() }
+        interestApplying.removeAll(keepingCapacity: true)
     }
 
     /// Makes `run()` return after the current batch. Loop thread only.
@@ -101,9 +106,12 @@ public protocol IOReadinessHandler: AnyObject {
 /// Read and write interest in one file descriptor, as two persistent libevent events (so each
 /// direction is switched on and off on its own without rebuilding the other).
 ///
-/// Invariant: `handler` owns this watcher (holds the only strong reference to it), so the handler
-/// outlives it; the reference back is therefore `unowned(unsafe)`, which costs nothing per event.
-/// The watcher does not own `fd`: the handler closes it, after `cancel()`.
+/// Invariant: `handler` owns this watcher, so the handler outlives it; the reference back is
+/// therefore `unowned(unsafe)`, which costs nothing per event. The loop's queue of interest
+/// changes may hold the watcher a little longer, so an owner must `cancel()` it before letting
+/// go (a cancelled watcher never calls back). The watcher does not own `fd`: the handler closes
+/// it, after `cancel()` — never after only switching interest off, which reaches epoll later
+/// (`applyInterestNow` when someone else closes the descriptor).
 public final class IOWatcher {
     public let fd: Int32
     private unowned(unsafe) let handler: any IOReadinessHandler
@@ -152,6 +160,13 @@ public final class IOWatcher {
         guard !queued else { return }
         queued = true
         loop.interestChanged.append(self)
+    }
+
+    /// Sends a queued change to libevent at once. Call it before the descriptor may be closed
+    /// by someone else (libcurl closes its sockets itself): a change still queued when the
+    /// number is reused would be compared against the old socket's registration.
+    public func applyInterestNow() {
+        if queued { applyInterest() }
     }
 
     fileprivate func applyInterest() {

@@ -5,7 +5,8 @@
 ///
 /// The cost of a share per worker: a token that arrives on two workers is verified once on
 /// each (connections, and so tokens, mostly stay on one worker), and each share holds
-/// `GATEHOUSE_TOKEN_CACHE_SIZE` / workers entries, so the process holds the configured total.
+/// `GATEHOUSE_TOKEN_CACHE_SIZE` / workers entries (rounded up), so the process holds about the
+/// configured total.
 public final class WorkerAuthState {
     public private(set) var snapshot: JWKSCache.Snapshot
     let tokenCache: TokenCache
@@ -20,10 +21,14 @@ public final class WorkerAuthState {
     /// Takes the key set of the fetch that just ended (call when told so, on this worker's
     /// thread). Tokens verified by a key that left are dropped from this share at once; a
     /// replaced key never matches anyway (`Authenticator` compares key identity).
-    public func refresh() {
+    /// Returns whether the set of kids changed.
+    @discardableResult
+    public func refresh() -> Bool {
         let fresh = jwks.snapshot()
         let before = snapshot.keys?.kids
+        let after = fresh.keys?.kids
         snapshot = fresh
-        if let kids = fresh.keys?.kids, kids != before { tokenCache.retainOnly(kids: kids) }
+        if let after, after != before { tokenCache.retainOnly(kids: after) }
+        return after != before
     }
 }

@@ -121,6 +121,11 @@ public final class UpstreamMulti: LoopTimerHandler {
         // CURL_POLL_IN 1, OUT 2, INOUT 3, REMOVE 4.
         watcher.watcher.setRead(what == 1 || what == 3)
         watcher.watcher.setWrite(what == 2 || what == 3)
+        // curl may close the socket right after removing it, and a socket it opens next in the
+        // same batch may get the same number: the removal must reach epoll now, or libevent
+        // would believe the new socket already registered (the kernel dropped the old one on
+        // close) and never watch it.
+        if what == 4 { watcher.watcher.applyInterestNow() }
     }
 
     fileprivate func setTimer(milliseconds: Int) {

@@ -164,6 +164,13 @@ async def hop() -> Response:
     return response
 
 
+@app.get("/closing/{n}")
+async def closing(n: str) -> Response:
+    """Answers, then uvicorn closes the connection (`Connection: close`): the proxy must open a
+    new upstream connection for the next request."""
+    return Response(content=f"closing {n}".encode(), media_type="text/plain", headers={"connection": "close"})
+
+
 @app.api_route("/status/{code}", methods=["GET", "HEAD", "POST"])
 async def status(code: int) -> Response:
     """Responds with `code`; 204 and 304 without a body, others with a small JSON body."""

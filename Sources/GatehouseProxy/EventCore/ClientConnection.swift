@@ -293,6 +293,11 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
             if let outcome = authenticator.authenticateWithKeysInHand(token: pending.token, state: auth) {
                 admit(pending.finish(proxy.verdict(for: outcome)), method: method, fields: fields, authority: authority,
                       body: body, target: found.target, expectsContinue: head.expectsContinue)
+            } else if auth.refresh(), let outcome = authenticator.authenticateWithKeysInHand(token: pending.token, state: auth) {
+                // A fetch ended whose announcement this worker has not read yet: its keys know
+                // the kid.
+                admit(pending.finish(proxy.verdict(for: outcome)), method: method, fields: fields, authority: authority,
+                      body: body, target: found.target, expectsContinue: head.expectsContinue)
             } else if let generation = authenticator.jwks.requestFetchForUnknownKid() {
                 // An unknown kid: only a key fetch can decide. The request waits, parked on
                 // this worker, reading stopped, until the control loop's fetch ends.
