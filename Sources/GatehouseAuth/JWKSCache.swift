@@ -236,7 +236,6 @@ public final class JWKSCache: Sendable {
         case .unavailable(let why): return why
         case .headersTimedOut, .idleTimedOut: return "timed out"
         case .cancelled: return "cancelled"
-        case .requestBodyNotNeeded: return "unexpected"
         }
     }
 }

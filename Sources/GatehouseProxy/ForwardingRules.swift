@@ -151,7 +151,6 @@ public final class ForwardingRules: Sendable {
         case .headersTimedOut?: return "upstream_timeout"
         case .idleTimedOut?: return "upstream_idle_timeout"
         case .cancelled?: return "cancelled"
-        case .requestBodyNotNeeded?: return "body_not_needed"
         case .unavailable?: return "upstream_unavailable"
         case nil: return "client_closed"
         }

@@ -67,8 +67,6 @@ public enum UpstreamError: Error, Sendable, Equatable {
     case idleTimedOut
     /// The proxy cancelled the exchange (client went away, shutdown).
     case cancelled
-    /// The upstream finished before it read the whole request body; the rest is not needed.
-    case requestBodyNotNeeded
 }
 
 /// Tunables for one `UpstreamClient`.
