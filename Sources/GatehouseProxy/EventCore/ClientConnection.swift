@@ -290,28 +290,28 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         case .verify(let pending):
             let authenticator = shared.authenticator!
             let auth = worker.auth!
-            if let outcome = authenticator.authenticateWithKeysInHand(token: pending.token, state: auth) {
-                admit(pending.finish(proxy.verdict(for: outcome)), method: method, fields: fields, authority: authority,
-                      body: body, target: found.target, expectsContinue: head.expectsContinue)
-            } else if auth.refresh(), let outcome = authenticator.authenticateWithKeysInHand(token: pending.token, state: auth) {
-                // A fetch ended whose announcement this worker has not read yet: its keys know
-                // the kid.
-                admit(pending.finish(proxy.verdict(for: outcome)), method: method, fields: fields, authority: authority,
-                      body: body, target: found.target, expectsContinue: head.expectsContinue)
-            } else if let generation = authenticator.jwks.requestFetchForUnknownKid() {
-                // An unknown kid: only a key fetch can decide. The request waits, parked on
-                // this worker, reading stopped, until the control loop's fetch ends.
-                watcher.setRead(false)
-                exchange.parked = ParkedRequest(
-                    pending: pending, method: method, fields: fields, authority: authority, body: body,
-                    target: found.target, expectsContinue: head.expectsContinue)
-                worker.parkUntilKeysFetched(connection: id, generation: generation)
-            } else {
-                // The cooldown forbids another fetch so soon: the kid is unknown.
-                admit(pending.finish(proxy.verdict(for: authenticator.authenticateAfterKeyFetch(token: pending.token, state: auth))),
-                      method: method, fields: fields, authority: authority, body: body, target: found.target,
-                      expectsContinue: head.expectsContinue)
+            var outcome = authenticator.authenticateWithKeysInHand(token: pending.token, state: auth)
+            if outcome == nil, auth.refresh() {
+                // A fetch ended whose announcement this worker has not read yet: its keys may
+                // know the kid.
+                outcome = authenticator.authenticateWithKeysInHand(token: pending.token, state: auth)
             }
+            if outcome == nil {
+                if let generation = authenticator.jwks.requestFetchForUnknownKid() {
+                    // An unknown kid: only a key fetch can decide. The request waits, parked on
+                    // this worker, reading stopped, until the control loop's fetch ends.
+                    watcher.setRead(false)
+                    exchange.parked = ParkedRequest(
+                        pending: pending, method: method, fields: fields, authority: authority, body: body,
+                        target: found.target, expectsContinue: head.expectsContinue)
+                    worker.parkUntilKeysFetched(connection: id, generation: generation)
+                    return
+                }
+                // The cooldown forbids another fetch so soon: the kid is unknown.
+                outcome = .rejected(.unknownKey)
+            }
+            admit(pending.finish(proxy.verdict(for: outcome!)), method: method, fields: fields, authority: authority,
+                  body: body, target: found.target, expectsContinue: head.expectsContinue)
         }
     }
 
