@@ -130,23 +130,10 @@ public final class Authenticator: Sendable {
         }
     }
 
-    /// `GATEHOUSE_CLAIM_HEADERS` and `GATEHOUSE_CLAIMS_HEADER` for a verified token. Only
-    /// strings, numbers and booleans become headers; a value with control characters is
-    /// dropped rather than sanitised (it would smuggle header syntax or lie about the value).
+    /// The identity headers for a verified token (`AuthSettings.identityHeaders`); the claims
+    /// header is the token's own payload segment, already base64url of the exact payload bytes.
     func identityHeaders(for token: VerifiedToken) -> [(name: String, value: String)] {
-        var headers: [(name: String, value: String)] = []
-        headers.reserveCapacity(settings.claimHeaders.count + 1)
-        for claimHeader in settings.claimHeaders {
-            guard let text = token.claims.value(at: claimHeader.path).flatMap(Self.headerText), !text.isEmpty,
-                !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f })
-            else { continue }
-            headers.append((claimHeader.header, text))
-        }
-        if let claimsHeader = settings.claimsHeader {
-            // The payload segment is already base64url of the exact payload bytes.
-            headers.append((claimsHeader, token.payloadBase64URL))
-        }
-        return headers
+        settings.identityHeaders(claims: token.claims, payloadBase64URL: token.payloadBase64URL, method: "jwt")
     }
 
     static func headerText(_ value: JSONValue) -> String? {
@@ -159,7 +146,7 @@ public final class Authenticator: Sendable {
         }
     }
 
-    static func now() -> Double {
+    public static func now() -> Double {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
         return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9

@@ -36,95 +36,36 @@ public final class TokenCache: Sendable {
         public var claims: JWTClaims = [:]
     }
 
-    private struct LRU {
-        struct Node {
-            var key: Digest
-            var entry: Entry
-            var prev: Int
-            var next: Int
-        }
-        var index: [Digest: Int] = [:]
-        var nodes: [Node] = []
-        var head = -1  // most recent
-        var tail = -1  // least recent
-        var free: [Int] = []
-
-        mutating func unlink(_ i: Int) {
-            let (p, n) = (nodes[i].prev, nodes[i].next)
-            if p >= 0 { nodes[p].next = n } else { head = n }
-            if n >= 0 { nodes[n].prev = p } else { tail = p }
-        }
-
-        mutating func pushFront(_ i: Int) {
-            nodes[i].prev = -1
-            nodes[i].next = head
-            if head >= 0 { nodes[head].prev = i }
-            head = i
-            if tail < 0 { tail = i }
-        }
-
-        mutating func remove(_ i: Int) {
-            unlink(i)
-            index[nodes[i].key] = nil
-            free.append(i)
-        }
-    }
-
-    private let lru: Mutex<LRU>
+    private let lru: Mutex<LRUTable<Digest, Entry>>
     public let capacity: Int
 
     public init(capacity: Int) {
         self.capacity = capacity
-        self.lru = Mutex(LRU())
+        self.lru = Mutex(LRUTable(capacity: capacity))
     }
 
     public func lookup(_ key: Digest, now: Double) -> Entry? {
         guard capacity > 0 else { return nil }
-        return lru.withLock { l in
-            guard let i = l.index[key] else { return nil }
-            guard now < l.nodes[i].entry.exp else {
-                l.remove(i)
+        return lru.withLock { table in
+            guard let entry = table.get(key) else { return nil }
+            guard now < entry.exp else {
+                table.remove(key)
                 return nil
             }
-            l.unlink(i)
-            l.pushFront(i)
-            return l.nodes[i].entry
+            return entry
         }
     }
 
     public func insert(_ key: Digest, _ entry: Entry) {
         guard capacity > 0 else { return }
-        lru.withLock { l in
-            if let i = l.index[key] {
-                l.nodes[i].entry = entry
-                l.unlink(i)
-                l.pushFront(i)
-                return
-            }
-            if l.index.count >= capacity, l.tail >= 0 { l.remove(l.tail) }
-            let node = LRU.Node(key: key, entry: entry, prev: -1, next: -1)
-            let i: Int
-            if let reused = l.free.popLast() {
-                l.nodes[reused] = node
-                i = reused
-            } else {
-                l.nodes.append(node)
-                i = l.nodes.count - 1
-            }
-            l.index[key] = i
-            l.pushFront(i)
-        }
+        lru.withLock { $0.set(key, entry) }
     }
 
     /// Drops every token whose key is no longer published (and, conservatively, every token
     /// verified without a kid, since the key set it was checked against changed).
     public func retainOnly(kids: Set<String>) {
-        lru.withLock { l in
-            for i in Array(l.index.values) where !(l.nodes[i].entry.kid.map(kids.contains) ?? false) {
-                l.remove(i)
-            }
-        }
+        lru.withLock { table in table.removeAll { !($0.kid.map(kids.contains) ?? false) } }
     }
 
-    public var count: Int { lru.withLock { $0.index.count } }
+    public var count: Int { lru.withLock { $0.count } }
 }

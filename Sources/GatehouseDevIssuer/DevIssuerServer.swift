@@ -1,3 +1,4 @@
+import Foundation
 public import Logging
 import Synchronization
 
@@ -7,8 +8,9 @@ import Glibc
 import Darwin
 #endif
 
-/// `gatehouse dev-issuer`: the development keys' JWKS at `/api/auth/jwks`, as Better Auth
-/// serves it, for a server on a loopback address only (it exists for local development and
+/// `gatehouse dev-issuer`: the development keys' JWKS at `/api/auth/jwks`, and get-session at
+/// `/api/auth/get-session` for the sessions `gatehouse mint --session` created (`DevSessions`),
+/// as Better Auth serves them, for a server on a loopback address only (it exists for local development and
 /// demos). This type only decides the answers; the executable serves them (on gatehouse's own
 /// event loop), so this module needs no server and no dependency on the proxy.
 ///
@@ -21,6 +23,7 @@ public final class DevIssuerAnswers: Sendable {
     private let logger: Logger
 
     static let jwksPath = "/api/auth/jwks"
+    static let sessionPath = "/api/auth/get-session"
     static let notFound = Array(#"{"detail":"Not Found"}"#.utf8)
     static let unreadable = Array(#"{"detail":"The key file cannot be read"}"#.utf8)
 
@@ -38,7 +41,8 @@ public final class DevIssuerAnswers: Sendable {
 
     /// The answer (status, JSON body) for a request; `path` is without its query. The method
     /// does not matter (nothing here changes state); the server leaves the body out for HEAD.
-    public func answer(method: String, path: String) -> (status: Int, body: [UInt8]) {
+    public func answer(method: String, path: String, fields: [(name: String, value: String)] = []) -> (status: Int, body: [UInt8]) {
+        if path == Self.sessionPath { return (200, sessionAnswer(fields)) }
         guard path == Self.jwksPath else { return (404, Self.notFound) }
         do {
             return (200, try document.current().body)
@@ -46,6 +50,29 @@ public final class DevIssuerAnswers: Sendable {
             logger.error("dev issuer cannot serve its keys", metadata: ["error": "\(error)"])
             return (500, Self.unreadable)
         }
+    }
+
+    /// get-session: the credential is the session cookie (any `*.session_token` cookie, the
+    /// development and the `__Secure-` name alike) or the bearer plugin's header.
+    func sessionAnswer(_ fields: [(name: String, value: String)]) -> [UInt8] {
+        var credential: String?
+        for field in fields {
+            switch field.name.lowercased() {
+            case "authorization":
+                let parts = field.value.split(separator: " ", maxSplits: 1)
+                if parts.count == 2, parts[0].lowercased() == "bearer" { credential = String(parts[1]) }
+            case "cookie" where credential == nil:
+                for pair in field.value.split(separator: ";") {
+                    let nameValue = pair.split(separator: "=", maxSplits: 1)
+                    if nameValue.count == 2, nameValue[0].trimmingCharacters(in: .whitespaces).hasSuffix(".session_token") {
+                        credential = nameValue[1].trimmingCharacters(in: .whitespaces)
+                    }
+                }
+            default: break
+            }
+        }
+        guard let credential else { return Array("null".utf8) }
+        return DevSessions.answer(keyFile: keyFile, credential: credential)
     }
 
     /// Logs that the JWKS is served at `host:port` (once the socket listens), with the kids.

@@ -352,7 +352,7 @@ public struct DevKeySet: Sendable {
 
     /// Runs `body` holding an exclusive `flock` on `<path>.lock` (kept, never deleted: removing
     /// a lock file lets a waiter lock an unlinked inode).
-    private static func locked<R>(_ path: String, _ body: () throws(Problem) -> R) throws(Problem) -> R {
+    static func locked<R>(_ path: String, _ body: () throws(Problem) -> R) throws(Problem) -> R {
         let descriptor = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw .unreadable("cannot open the lock file \(path).lock") }
         defer { close(descriptor) }  // also releases the lock
@@ -360,10 +360,13 @@ public struct DevKeySet: Sendable {
         return try body()
     }
 
-    /// Replaces the file whole: the keys go to a new temporary file created with mode 0600 from
-    /// the start (never readable by others, not even briefly), which is synced and renamed over it.
     private func write() throws(Problem) {
-        let text = #"{"keys":[\#(keys.map(\.privateJWK).joined(separator: ",\n"))]}"# + "\n"
+        try Self.replaceFile(path, with: #"{"keys":[\#(keys.map(\.privateJWK).joined(separator: ",\n"))]}"# + "\n")
+    }
+
+    /// Replaces a file whole: the text goes to a new temporary file created with mode 0600 from
+    /// the start (never readable by others, not even briefly), which is synced and renamed over it.
+    static func replaceFile(_ path: String, with text: String) throws(Problem) {
         let temporary = path + ".tmp-\(getpid())"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw .unreadable("cannot create \(temporary)") }
@@ -378,7 +381,7 @@ public struct DevKeySet: Sendable {
         close(descriptor)
         guard complete, rename(temporary, path) == 0 else {
             unlink(temporary)
-            throw .unreadable("cannot write the key file \(path)")
+            throw .unreadable("cannot write \(path)")
         }
     }
 }

@@ -18,6 +18,8 @@ struct AccessLogEntry {
     var auth: String?
     /// Why a token was refused (`expired`, `bad_signature`, …), the metrics' vocabulary.
     var authReason: String?
+    /// Which kind of credential was checked: `jwt` or `session`.
+    var authMethod: String?
     /// The verified subject (`sub`), never anything of the token itself.
     var user: String?
 
@@ -85,6 +87,7 @@ struct AccessLogEntry {
     /// The one list of the line's fields, keys in sorted order.
     func forEachField(_ body: (String, FieldValue) -> Void) {
         if let auth { body("auth", .text(auth)) }
+        if let authMethod { body("auth_method", .text(authMethod)) }
         if let authReason { body("auth_reason", .text(authReason)) }
         body("bytes", .number(bytes))
         body("duration_ms", .milliseconds(duration))

@@ -80,7 +80,7 @@ enum AuthConfigurationReader {
         // the defaults must never receive a client's forged `X-User-Id` or `X-Auth-Claims`.
         let identity = Set(
             claimHeaders.map { $0.header.lowercased() } + (claimsHeader.map { [$0.lowercased()] } ?? [])
-                + ["x-user-id", "x-user-email", "x-auth-claims"])
+                + ["x-user-id", "x-user-email", "x-auth-claims", "x-auth-method"])
         var result = Result(settings: nil, cookie: cookie, queryParam: queryParam, forwardToken: forward, identityHeaderNames: identity)
         if mode == "off" { return result }
 

@@ -38,6 +38,8 @@ public struct GatehouseConfiguration: Sendable {
     var routePolicy: RoutePolicy
     /// CORS on gatehouse's own answers and preflight handling (`GATEHOUSE_CORS_*`).
     var cors: CORSPolicy
+    /// Better Auth sessions (`GATEHOUSE_SESSIONS`); nil when off.
+    var sessions: SessionPolicy?
     /// `GATEHOUSE_*` names we do not know (typos, or variables Kubernetes injects for a
     /// Service named `gatehouse`): warned about at startup, not fatal.
     public var unknownVariables: [String]
@@ -88,6 +90,16 @@ public struct GatehouseConfiguration: Sendable {
         ("GATEHOUSE_CLAIM_HEADERS", "X-User-Id=sub,X-User-Email=email", "identity headers for FastAPI: Header=claim.path list"),
         ("GATEHOUSE_CLAIMS_HEADER", "X-Auth-Claims", "header carrying the verified payload as base64url (empty = none)"),
         ("GATEHOUSE_FORWARD_TOKEN", "true", "whether Authorization reaches FastAPI"),
+        ("GATEHOUSE_SESSIONS", "off", "Better Auth sessions as well as JWTs: off, cookie (the session cookie), bearer (the bearer plugin's token) or both"),
+        ("GATEHOUSE_SESSION_COOKIE_PREFIX", "better-auth", "Better Auth's advanced.cookiePrefix; the cookie is <prefix>.session_token, __Secure- in front when BETTER_AUTH_URL is https"),
+        ("GATEHOUSE_SESSION_COOKIE", "(from the prefix)", "the session cookie's full name"),
+        ("GATEHOUSE_SESSION_URL", "BETTER_AUTH_URL/api/auth/get-session", "Better Auth's get-session endpoint"),
+        ("GATEHOUSE_SESSION_TIMEOUT", "2s", "limit for one session lookup (503 after)"),
+        ("GATEHOUSE_SESSION_MAX_LOOKUPS", "64", "session lookups in flight at most (503 with Retry-After past it)"),
+        ("GATEHOUSE_SESSION_CACHE_TTL", "30s", "how long a live session is trusted without asking again (never past its expiry)"),
+        ("GATEHOUSE_SESSION_NEGATIVE_TTL", "60s", "how long an unknown session credential is refused without asking again"),
+        ("GATEHOUSE_SESSION_CACHE_SIZE", "10000", "session verdicts remembered"),
+        ("GATEHOUSE_TRUSTED_ORIGINS", "BETTER_AUTH_URL's origin + GATEHOUSE_CORS_ALLOW_ORIGINS", "origins (or *-patterns) allowed to send cookie-authenticated writes"),
         ("GATEHOUSE_PUBLIC_PATHS", "(none)", "[METHOD ]/path patterns that need no token, comma list, e.g. /health,/docs,GET /public/*"),
         ("GATEHOUSE_OPTIONAL_AUTH_PATHS", "(none)", "patterns where a token is verified if present and the request is forwarded anonymously without one"),
         ("GATEHOUSE_RULES", "(none)", "claim requirements per route, ;-separated, first match wins, e.g. /admin/** role=admin; /reports/** scope~reports:read"),
@@ -158,6 +170,14 @@ public struct GatehouseConfiguration: Sendable {
             reader.problems.append(.init(variable: "GATEHOUSE_CORS_ALLOW_CREDENTIALS",
                 message: "true cannot be combined with GATEHOUSE_CORS_ALLOW_ORIGINS=*; list the allowed origins instead"))
         }
+        let sessions: SessionPolicy??
+        if let auth, auth.settings == nil, let mode = environment["GATEHOUSE_SESSIONS"], mode.lowercased() != "off" {
+            reader.problems.append(.init(variable: "GATEHOUSE_SESSIONS",
+                message: "needs authentication; it cannot be used with GATEHOUSE_AUTH=off"))
+            sessions = nil
+        } else {
+            sessions = SessionConfigurationReader.read(&reader, corsOrigins: origins)
+        }
         if let rules, !rules.isEmpty, let auth, auth.settings == nil {
             reader.problems.append(.init(variable: "GATEHOUSE_RULES",
                 message: "needs token verification; it cannot be used with GATEHOUSE_AUTH=off"))
@@ -175,7 +195,7 @@ public struct GatehouseConfiguration: Sendable {
 
         guard reader.problems.isEmpty, let upstream, let listen, let admin, let trusted, let timeout, let connectTimeout,
             let idle, let maxHeader, let headerRead, let maxConnections, let workers, let delay, let shutdownTimeout, let level, let format,
-            let auth, let publicPaths, let optionalPaths, let rules, let origins, let credentials, let preflight
+            let auth, let publicPaths, let optionalPaths, let rules, let origins, let credentials, let preflight, let sessions
         else { return .failure(ConfigurationError(problems: reader.problems)) }
         if listen == admin {
             return .failure(ConfigurationError(problems: [
@@ -193,6 +213,7 @@ public struct GatehouseConfiguration: Sendable {
             cors: CORSPolicy(allowedOrigins: origins, allowCredentials: credentials, preflight: preflight),
             unknownVariables: unknown)
         configuration.maxConnections = maxConnections
+        configuration.sessions = sessions
         configuration.workers = workers
         return .success(configuration)
     }
@@ -217,7 +238,22 @@ public struct GatehouseConfiguration: Sendable {
             ("GATEHOUSE_SHUTDOWN_TIMEOUT", shutdownTimeout.settingText),
             ("GATEHOUSE_LOG_LEVEL", logLevel.rawValue),
             ("GATEHOUSE_LOG_FORMAT", logFormat.rawValue),
-        ] + authSettings + routeSettings
+        ] + authSettings + sessionSettings + routeSettings
+    }
+
+    private var sessionSettings: [(name: String, value: String)] {
+        guard let sessions else { return [("GATEHOUSE_SESSIONS", "off")] }
+        return [
+            ("GATEHOUSE_SESSIONS", sessions.modeText),
+            ("GATEHOUSE_SESSION_COOKIE", sessions.cookieName),
+            ("GATEHOUSE_SESSION_URL", sessions.lookupOrigin + sessions.lookupTarget),
+            ("GATEHOUSE_SESSION_TIMEOUT", sessions.timeout.settingText),
+            ("GATEHOUSE_SESSION_MAX_LOOKUPS", String(sessions.maxLookups)),
+            ("GATEHOUSE_SESSION_CACHE_TTL", sessions.cacheTTL.settingText),
+            ("GATEHOUSE_SESSION_NEGATIVE_TTL", sessions.negativeTTL.settingText),
+            ("GATEHOUSE_SESSION_CACHE_SIZE", String(sessions.cacheSize)),
+            ("GATEHOUSE_TRUSTED_ORIGINS", sessions.trustedOriginsText),
+        ]
     }
 
     private var routeSettings: [(name: String, value: String)] {

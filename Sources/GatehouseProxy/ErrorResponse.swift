@@ -42,6 +42,15 @@ public struct ErrorResponse: Error, Sendable {
         status: .serviceUnavailable, detail: "Authentication keys unavailable",
         headers: [HTTPField(name: .retryAfter, value: "5")])
 
+    /// Better Auth could not say whether a session lives (down, slow, 5xx, garbage, or too
+    /// many lookups at once). Never 401: a client treats 401 as "sign in again".
+    public static let sessionServiceUnavailable = ErrorResponse(
+        status: .serviceUnavailable, detail: "Authentication service unavailable",
+        headers: [HTTPField(name: .retryAfter, value: "5")])
+
+    /// A session-cookie write whose `Origin` (or `Referer`) is not trusted (`SessionPolicy`).
+    public static let crossSiteRefused = ErrorResponse(status: .forbidden, detail: "Cross-site request refused")
+
     // RFC 6750 §3.1: a valid token whose claims do not meet the route's rule.
     public static let forbidden = ErrorResponse(
         status: .forbidden, detail: "Forbidden",

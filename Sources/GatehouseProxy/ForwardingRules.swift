@@ -29,6 +29,9 @@ public final class ForwardingRules: Sendable {
     let logger: Logger
     /// The `route_class` label of requests refused before admission (framing errors).
     let defaultRouteClass: String
+    /// The cookies that carry a credential (the JWT cookie, the session cookie), kept from
+    /// FastAPI with `GATEHOUSE_FORWARD_TOKEN=false`.
+    let credentialCookies: [String]
     /// `identityHeaderNames` with `_` read as `-` (see `upstreamHeaders`).
     let identityNamesDashed: Set<String>
 
@@ -42,7 +45,13 @@ public final class ForwardingRules: Sendable {
         self.configuration = configuration
         self.authenticator = authenticator
         self.forwarding = ForwardingHeaders(trustedProxies: configuration.trustedProxies)
-        self.tokenSources = TokenSources(cookie: configuration.tokenCookie, queryParameter: configuration.tokenQueryParam)
+        var sources = TokenSources(cookie: configuration.tokenCookie, queryParameter: configuration.tokenQueryParam)
+        if let sessions = configuration.sessions {
+            sources.sessionCookie = sessions.acceptsCookie ? sessions.cookieName : nil
+            sources.sessionBearer = sessions.acceptsBearer
+        }
+        self.tokenSources = sources
+        self.credentialCookies = [configuration.tokenCookie, sources.sessionCookie].compactMap { $0 }
         self.logger = logger
     }
 
@@ -87,9 +96,11 @@ public final class ForwardingRules: Sendable {
                 continue
             }
             if dropAuthorization && field.name == .authorization { continue }
-            if dropAuthorization, field.name == .cookie, let cookie = configuration.tokenCookie {
-                // The token's cookie stays behind too; the other cookies pass.
-                let kept = field.value.split(separator: ";").filter { !TokenSources.isCookie($0, named: cookie) }
+            if dropAuthorization, field.name == .cookie, !credentialCookies.isEmpty {
+                // The credential cookies stay behind too; the other cookies pass.
+                let kept = field.value.split(separator: ";").filter { pair in
+                    !credentialCookies.contains { TokenSources.isCookie(pair, named: $0) }
+                }
                 if !kept.isEmpty { headers.append((field.name.rawName, kept.joined(separator: ";").trimmingSpaces())) }
                 continue
             }

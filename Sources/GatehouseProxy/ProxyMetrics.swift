@@ -21,6 +21,10 @@ public final class ProxyMetrics: Sendable {
     let tokenCacheMisses: Prometheus.Counter
     let jwksFetchDuration: DurationHistogram
     private let jwksAge: Prometheus.Gauge
+    private let sessionLookups: [String: Prometheus.Counter]
+    let sessionLookupDuration: DurationHistogram
+    let sessionCacheHits: Prometheus.Counter
+    let sessionCacheMisses: Prometheus.Counter
     private let jwksKeys: Prometheus.Gauge
 
     private struct RequestKey: Hashable {
@@ -55,6 +59,19 @@ public final class ProxyMetrics: Sendable {
             descriptor: Self.describe("gatehouse_jwks_fetches_total", "JWKS fetches by result."), labels: [("result", result.rawValue)])
         }
         fetchCounters = fetches
+        var lookups: [String: Prometheus.Counter] = [:]
+        for result in ["found", "not_found", "expired", "unavailable", "overloaded"] {
+            lookups[result] = registry.makeCounter(
+                descriptor: Self.describe("gatehouse_session_lookups_total", "Better Auth get-session lookups by result (overloaded: refused, not made)."),
+                labels: [("result", result)])
+        }
+        sessionLookups = lookups
+        sessionLookupDuration = registry.makeDurationHistogram(
+            descriptor: Self.describe("gatehouse_session_lookup_duration_seconds", "Better Auth get-session lookup time."), buckets: Self.latencyBuckets)
+        sessionCacheHits = registry.makeCounter(
+            descriptor: Self.describe("gatehouse_session_cache_hits_total", "Session credentials decided from the session cache."))
+        sessionCacheMisses = registry.makeCounter(
+            descriptor: Self.describe("gatehouse_session_cache_misses_total", "Session credentials that needed a lookup (or joined one)."))
         jwksAge = registry.makeGauge(
             descriptor: Self.describe("gatehouse_jwks_age_seconds", "Seconds since the last successful JWKS fetch."))
         jwksKeys = registry.makeGauge(
@@ -62,6 +79,10 @@ public final class ProxyMetrics: Sendable {
         registry.makeGauge(
             descriptor: Self.describe("gatehouse_build_info", "Build information."), labels: [("version", version)]
         ).set(to: 1)
+    }
+
+    func recordSessionLookup(_ verdict: SessionVerdict) {
+        sessionLookups[verdict.label]?.increment()
     }
 
     static func describe(_ name: String, _ help: String) -> MetricNameDescriptor {

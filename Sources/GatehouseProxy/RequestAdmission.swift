@@ -18,6 +18,8 @@ struct Admission: Sendable {
     var authDecision: String?
     /// The verified `sub` when a valid token was refused by a rule (403), for the access log.
     var forbiddenUser: String?
+    /// The access log's `auth_method` (`jwt`, `session`): which kind of credential decided.
+    var authMethod: String?
 
     enum Outcome: Sendable {
         /// Forward, adding `identity` (empty when anonymous); `user` is the verified `sub`.
@@ -36,16 +38,29 @@ struct Admission: Sendable {
     /// The whole decision. `verify` is nil when verification is off (`GATEHOUSE_AUTH=off`).
     static func decide(
         method: String, target: String, headers: HTTPFields, token: TokenSources.Found, policy: RoutePolicy,
-        cors: CORSPolicy, verify: ((Substring) -> Verdict)?
+        cors: CORSPolicy, sessions: SessionPolicy? = nil, verify: ((Credential) -> Verdict)?
     ) -> Admission {
         switch classify(
             method: method, target: target, headers: headers, token: token, policy: policy, cors: cors,
-            verifies: verify != nil)
+            sessions: sessions, verifies: verify != nil)
         {
         case .decided(let admission):
             return admission
         case .verify(let pending):
-            return pending.finish(verify!(pending.token))
+            return pending.finish(verify!(pending.credential))
+        }
+    }
+
+    /// What a request authenticates with.
+    enum Credential: Equatable {
+        case jwt(Substring)
+        case session(SessionCredential)
+
+        var method: String {
+            switch self {
+            case .jwt: "jwt"
+            case .session: "session"
+            }
         }
     }
 
@@ -55,28 +70,32 @@ struct Admission: Sendable {
         case verify(PendingVerification)
     }
 
-    /// A decision waiting only for the token's verdict. The event-loop core gets the verdict
-    /// synchronously from the token cache or the key set in hand, and parks the request only
-    /// when an unknown `kid` needs a key fetch.
+    /// A decision waiting only for the credential's verdict. The event-loop core gets a JWT's
+    /// verdict synchronously from the token cache or the key set in hand, and parks the request
+    /// only when an unknown `kid` needs a key fetch; a session's from the session cache, or
+    /// after a lookup.
     struct PendingVerification {
-        var token: Substring
+        var credential: Credential
         var routeClass: String
         var requirements: [ClaimRequirement]
 
         func finish(_ verdict: Verdict) -> Admission {
+            var admission: Admission
             switch verdict {
             case .refused(let response, let reason):
-                return Admission.refused(response, reason, routeClass: routeClass)
+                admission = Admission.refused(response, reason, routeClass: routeClass)
             case .allowed(let identity, let sub, let claims):
-                guard requirements.allSatisfy({ $0.isSatisfied(by: claims) }) else {
-                    var admission = Admission.refused(.forbidden, "forbidden", routeClass: routeClass)
+                if requirements.allSatisfy({ $0.isSatisfied(by: claims) }) {
+                    admission = Admission(
+                        routeClass: routeClass, outcome: .forward(identity: identity, user: sub), authLog: "allowed",
+                        authDecision: "allowed")
+                } else {
+                    admission = Admission.refused(.forbidden, "forbidden", routeClass: routeClass)
                     admission.forbiddenUser = sub
-                    return admission
                 }
-                return Admission(
-                    routeClass: routeClass, outcome: .forward(identity: identity, user: sub), authLog: "allowed",
-                    authDecision: "allowed")
             }
+            admission.authMethod = credential.method
+            return admission
         }
     }
 
@@ -84,7 +103,7 @@ struct Admission: Sendable {
     /// presence. `verifies` is false when verification is off (`GATEHOUSE_AUTH=off`).
     static func classify(
         method: String, target: String, headers: HTTPFields, token: TokenSources.Found, policy: RoutePolicy,
-        cors: CORSPolicy, verifies: Bool
+        cors: CORSPolicy, sessions: SessionPolicy?, verifies: Bool
     ) -> Step {
         // Paths the router could read two ways are refused first, preflight or not.
         let route = verifies ? policy.decide(method: method, target: Substring(target)) : nil
@@ -124,7 +143,21 @@ struct Admission: Sendable {
         case .none: return .decided(refused(.notAuthenticated, "missing", routeClass: routeClass))
         case .conflicting: return .decided(refused(.tokenSentTwice, "invalid_request", routeClass: routeClass))
         case .token(let token):
-            return .verify(PendingVerification(token: token, routeClass: routeClass, requirements: requirements))
+            return .verify(PendingVerification(credential: .jwt(token), routeClass: routeClass, requirements: requirements))
+        case .session(let credential):
+            // Before any lookup: a cross-site write costs Better Auth nothing, and a value that
+            // cannot be a session token is refused on its shape alone.
+            if credential.kind == .cookie, let sessions, !sessions.crossSiteCheckPasses(method: method, headers: headers) {
+                var admission = refused(.crossSiteRefused, "cross_site", routeClass: routeClass)
+                admission.authMethod = "session"
+                return .decided(admission)
+            }
+            guard credential.isWellShaped else {
+                var admission = refused(.invalidToken("malformed"), "malformed", routeClass: routeClass)
+                admission.authMethod = "session"
+                return .decided(admission)
+            }
+            return .verify(PendingVerification(credential: .session(credential), routeClass: routeClass, requirements: requirements))
         }
     }
 
@@ -145,6 +178,7 @@ extension ForwardingRules {
             if decision != "allowed" { entry.authReason = decision }
         }
         if case .forward(_, let user) = admission.outcome { entry.user = user } else { entry.user = admission.forbiddenUser }
+        entry.authMethod = admission.authMethod
     }
 
     /// The admission verdict for an authentication outcome, with the token-cache metrics.
@@ -158,6 +192,21 @@ extension ForwardingRules {
             return .refused(.invalidToken(rejection.rawValue), reason: rejection.code)
         case .keysUnavailable:
             return .refused(.keysUnavailable, reason: "keys_unavailable")
+        }
+    }
+
+    /// The admission verdict for a session, with the session-cache metrics.
+    func verdict(for session: SessionVerdict, cached: Bool) -> Admission.Verdict {
+        if cached { metrics.sessionCacheHits.increment() }
+        switch session {
+        case .live(let identity):
+            return .allowed(identity: identity.identityHeaders, sub: identity.sub, claims: identity.claims)
+        case .notFound:
+            return .refused(.invalidToken("session not found"), reason: "session_not_found")
+        case .expired:
+            return .refused(.invalidToken("session expired"), reason: "session_expired")
+        case .unavailable, .overloaded:
+            return .refused(.sessionServiceUnavailable, reason: "session_unavailable")
         }
     }
 }

@@ -1,27 +1,45 @@
 import HTTPTypes
 import GatehouseUpstream
 
-/// Where a request's bearer token may be: `Authorization: Bearer` (RFC 6750 §2.1, scheme
+import GatehouseAuth
+
+/// Where a request's credential may be: `Authorization: Bearer` (RFC 6750 §2.1, scheme
 /// case-insensitive), and — opt-in, for browser `EventSource`/WebSocket clients that cannot set
 /// headers — one cookie and one query parameter (RFC 6750 §2.3). A token in more than one place
 /// (or twice in one) is ambiguous and refused (§2: "MUST NOT use more than one method").
+///
+/// With Better Auth sessions on (`GATEHOUSE_SESSIONS`), in this order:
+/// 1. an `Authorization` header decides alone: a bearer value with exactly two dots is a
+///    compact JWS (RFC 7515 §7.1), any other is a session token when sessions include
+///    `bearer` (a signed session token has one dot, a bare one none, so the two never look
+///    alike);
+/// 2. then the JWT cookie and query parameter, as without sessions;
+/// 3. the session cookie only when none of the above is present, so a browser's cookie beside
+///    a bearer header is never "sent two ways": the header wins.
 struct TokenSources: Sendable {
     let cookie: String?
     let queryParameter: String?
+    /// The session cookie's name when sessions include `cookie`.
+    var sessionCookie: String? = nil
+    var sessionBearer = false
 
     enum Found: Equatable {
         case none
         case token(Substring)
+        case session(SessionCredential)
         case conflicting
     }
 
-    /// The token, and the request target with the token's query parameter removed (so it is
-    /// neither forwarded nor logged).
+    /// The credential, and the request target with the token's query parameter removed (so it
+    /// is neither forwarded nor logged).
     func find(in fields: HTTPFields, target: String) -> (token: Found, target: String) {
         var tokens: [Substring] = []
+        var bearerSession: Substring?
         let authorizations = fields[values: .authorization]
         if authorizations.count > 1 { return (.conflicting, Self.removing(queryParameter, from: target).target) }
-        if let value = authorizations.first, let token = Self.bearer(value) { tokens.append(token) }
+        if let value = authorizations.first, let token = Self.bearer(value) {
+            if sessionBearer, !Self.isCompactJWS(token) { bearerSession = token } else { tokens.append(token) }
+        }
 
         if let cookie {
             for header in fields[values: .cookie] {
@@ -33,11 +51,36 @@ struct TokenSources: Sendable {
         let (fromQuery, cleaned) = Self.removing(queryParameter, from: target)
         tokens += fromQuery
 
+        if let bearerSession {
+            return (tokens.isEmpty ? .session(SessionCredential(kind: .bearer, value: bearerSession)) : .conflicting, cleaned)
+        }
         switch tokens.count {
-        case 0: return (.none, cleaned)
+        case 0:
+            guard authorizations.isEmpty, let sessionCookie else { return (.none, cleaned) }
+            return (sessionCookieCredential(named: sessionCookie, in: fields), cleaned)
         case 1: return (tokens[0].isEmpty ? .none : .token(tokens[0]), cleaned)
         default: return (.conflicting, cleaned)
         }
+    }
+
+    /// The session cookie, if sent once; a second copy (another path or domain) is ambiguous.
+    private func sessionCookieCredential(named name: String, in fields: HTTPFields) -> Found {
+        var found: Substring?
+        for header in fields[values: .cookie] {
+            for pair in header.split(separator: ";") where Self.isCookie(pair, named: name) {
+                if found != nil { return .conflicting }
+                found = pair[pair.index(after: pair.firstIndex(of: "=")!)...].droppingSpaces()
+            }
+        }
+        guard let found, !found.isEmpty else { return .none }
+        return .session(SessionCredential(kind: .cookie, value: found))
+    }
+
+    /// A compact JWS has exactly three dot-separated parts (RFC 7515 §7.1).
+    static func isCompactJWS(_ value: Substring) -> Bool {
+        var dots = 0
+        for byte in value.utf8 where byte == UInt8(ascii: ".") { dots += 1 }
+        return dots == 2
     }
 
     /// The name of one `name=value` pair of a `Cookie` header as Starlette reads it: with the

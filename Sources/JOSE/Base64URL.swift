@@ -123,3 +123,26 @@ public enum Base64URL {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+/// Standard base64 with padding (RFC 4648 §4), as Better Auth writes a session cookie's
+/// signature: the same alphabet as base64url but for `+` and `/`.
+public enum Base64Standard {
+    public static func encode(_ bytes: some Collection<UInt8>) -> String {
+        var text = String(Base64URL.encode(bytes).map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
+        while text.utf8.count % 4 != 0 { text.append("=") }
+        return text
+    }
+
+    /// nil for anything but canonical padded standard base64.
+    public static func decode(_ text: some StringProtocol) -> [UInt8]? {
+        let utf8 = Array(text.utf8)
+        guard utf8.count % 4 == 0 else { return nil }
+        var body = utf8[...]
+        while body.last == UInt8(ascii: "=") { body = body.dropLast() }
+        guard utf8.count - body.count <= 2,
+            !body.contains(UInt8(ascii: "-")), !body.contains(UInt8(ascii: "_"))
+        else { return nil }
+        let url = body.map { $0 == UInt8(ascii: "+") ? UInt8(ascii: "-") : $0 == UInt8(ascii: "/") ? UInt8(ascii: "_") : $0 }
+        return Base64URL.decode(url[...])
+    }
+}

@@ -51,3 +51,54 @@ public enum JSONText {
         }
     }
 }
+
+extension JSONText {
+    /// `value` as compact JSON text (RFC 8259), object members sorted by name so the same
+    /// value always gives the same bytes. Used for claims gatehouse builds itself (a Better
+    /// Auth session's identity), never on the verification path.
+    public static func serialize(_ value: JSONValue) -> String {
+        var out: [UInt8] = []
+        append(value, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// An object given as members in order (a claims set), as compact JSON.
+    public static func serialize(members: [JSONMember]) -> String {
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        for (index, member) in members.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            appendQuoted(member.name, to: &out)
+            out.append(UInt8(ascii: ":"))
+            append(member.value, to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func append(_ value: JSONValue, to out: inout [UInt8]) {
+        switch value {
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .int(let i): out.append(contentsOf: String(i).utf8)
+        // JSON has no NaN or infinity; the parser never produces them.
+        case .double(let d): out.append(contentsOf: (d.isFinite ? "\(d)" : "null").utf8)
+        case .string(let s): appendQuoted(s, to: &out)
+        case .array(let elements):
+            out.append(UInt8(ascii: "["))
+            for (index, element) in elements.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                append(element, to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let members):
+            out.append(UInt8(ascii: "{"))
+            for (index, name) in members.keys.sorted().enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                appendQuoted(name, to: &out)
+                out.append(UInt8(ascii: ":"))
+                append(members[name]!, to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+}

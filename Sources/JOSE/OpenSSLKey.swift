@@ -161,3 +161,35 @@ public enum SHA256 {
 
     public static func hash(_ text: String) -> [UInt8] { hash(Array(text.utf8)) }
 }
+
+/// HMAC-SHA256 (RFC 2104) via libcrypto: the signature of a Better Auth session cookie
+/// (`gatehouse dev-issuer` signs and checks its own). Not used for JWTs: symmetric JWS
+/// algorithms are refused outright (`JWSAlgorithm`).
+public enum HMACSHA256 {
+    public static func mac(key: some Collection<UInt8>, data: some Collection<UInt8>) -> [UInt8] {
+        let key = Array(key)
+        let data = Array(data)
+        var out = [UInt8](repeating: 0, count: 32)
+        var length = 0
+        let result = key.withUnsafeBytes { k in
+            data.withUnsafeBytes { d in
+                out.withUnsafeMutableBytes { o in
+                    EVP_Q_mac(
+                        nil, "HMAC", nil, "SHA256", nil, k.baseAddress, k.count,
+                        d.baseAddress?.assumingMemoryBound(to: UInt8.self), d.count,
+                        o.baseAddress?.assumingMemoryBound(to: UInt8.self), o.count, &length)
+                }
+            }
+        }
+        precondition(result != nil && length == 32, "HMAC-SHA256 failed")
+        return out
+    }
+
+    /// Compares two MACs in time independent of where they differ.
+    public static func equalInConstantTime(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for index in a.indices { difference |= a[index] ^ b[index] }
+        return difference == 0
+    }
+}

@@ -155,8 +155,8 @@ struct DevIssuer: ParsableCommand {
         LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: .info, format: .text) }
         _ = try key.load()  // creates the file on first use; a malformed one stops here
         let answers = try DevIssuerAnswers(keyFile: key.keyFile, logger: Logger(label: "gatehouse.dev-issuer"))
-        try LocalAnswerService.run(host: host, port: port, answer: { method, path in
-            let (status, body) = answers.answer(method: method, path: path)
+        try LocalAnswerService.run(host: host, port: port, answer: { method, path, fields in
+            let (status, body) = answers.answer(method: method, path: path, fields: fields)
             return LocalAnswer(status: status, body: body)
         }, started: {
             answers.announce(host: host, port: port)
@@ -179,8 +179,8 @@ struct Mint: ParsableCommand {
     @Option(help: "The user's name.")
     var name = "Dev User"
 
-    @Option(help: "Lifetime, e.g. 15m, 1h (Better Auth's default is 15m).")
-    var ttl = "15m"
+    @Option(help: "Lifetime, e.g. 15m, 1h (default: 15m for a token, Better Auth's default; 168h (7 days) for a session, also Better Auth's).")
+    var ttl: String?
 
     @Option(help: "Signing algorithm: EdDSA (Better Auth's default), ES256, ES512, RS256 or PS256. A key for it is added to the key file if missing.")
     var alg = "EdDSA"
@@ -188,14 +188,30 @@ struct Mint: ParsableCommand {
     @Option(help: "iss and aud (default: BETTER_AUTH_URL's origin, else http://127.0.0.1:3000).")
     var issuer: String?
 
+    @Flag(help: "Print a Better Auth session credential instead of a JWT: the session cookie's value (the bearer plugin's token is the same string). The dev issuer answers get-session for it.")
+    var session = false
+
     func run() throws {
         guard DevKey.algorithms.contains(alg) else {
             printError("gatehouse mint: unsupported --alg \"\(alg)\"; expected one of \(DevKey.algorithms.joined(separator: ", "))")
             throw ExitCode(2)
         }
+        let ttl = ttl ?? (session ? "168h" : "15m")
         guard let lifetime = GatehouseConfiguration.parseDuration(ttl) else {
             printError("gatehouse mint: invalid --ttl \"\(ttl)\"; expected a duration such as 15m or 1h")
             throw ExitCode(2)
+        }
+        if session {
+            do {
+                let value = try DevSessions.create(
+                    keyFile: key.keyFile, user: .init(id: sub, name: name, email: email),
+                    ttlSeconds: max(1, lifetime.milliseconds / 1000))
+                print(value)
+            } catch {
+                printError("gatehouse: \(error)")
+                throw ExitCode(1)
+            }
+            return
         }
         let environment = ProcessInfoEnvironment.current
         let origin = issuer ?? environment["BETTER_AUTH_URL"].flatMap(GatehouseConfiguration.origin(of:)) ?? "http://127.0.0.1:3000"

@@ -12,7 +12,12 @@ import Testing
         optionalPaths: try! RoutePolicy.parsePatterns("/items/**"),
         publicPaths: try! RoutePolicy.parsePatterns("/health"))
 
-    static func verify(_ token: Substring) -> Admission.Verdict {
+    static func verify(_ credential: Admission.Credential) -> Admission.Verdict {
+        let token: Substring
+        switch credential {
+        case .jwt(let jwt): token = jwt
+        case .session(let session): token = session.value == Self.liveSession ? "good-user" : "bad"
+        }
         switch token {
         case "good-admin": return .allowed(identity: [("X-User-Id", "a1")], sub: "a1", claims: ["role": .string("admin")])
         case "good-user": return .allowed(identity: [("X-User-Id", "u1")], sub: "u1", claims: ["role": .string("user")])
@@ -22,14 +27,60 @@ import Testing
 
     func admit(
         _ method: String, _ target: String, token: TokenSources.Found = .none, headers: [(String, String)] = [],
-        cors: CORSPolicy = CORSPolicy(), auth: Bool = true
+        cors: CORSPolicy = CORSPolicy(), auth: Bool = true, sessions: SessionPolicy? = nil
     ) -> Admission {
         var fields = HTTPFields()
         for (name, value) in headers { fields.append(HTTPField(name: HTTPField.Name(name)!, value: value)) }
-        var verify: ((Substring) -> Admission.Verdict)? = nil
-        if auth { verify = { token in Self.verify(token) } }
+        var verify: ((Admission.Credential) -> Admission.Verdict)? = nil
+        if auth { verify = { credential in Self.verify(credential) } }
         return Admission.decide(
-            method: method, target: target, headers: fields, token: token, policy: policy, cors: cors, verify: verify)
+            method: method, target: target, headers: fields, token: token, policy: policy, cors: cors, sessions: sessions,
+            verify: verify)
+    }
+
+    /// A value of Better Auth's signed-cookie shape, URL-encoded.
+    static let liveSession: Substring = "AbCdEfGhIjKlMnOpQrStUvWxYz012345.abcdefghijklmnopqrstuvwxyz0123456789%2B%2FABCDE%3D"
+
+    static let sessions = SessionPolicy(
+        acceptsCookie: true, acceptsBearer: true, cookieName: "better-auth.session_token", lookupOrigin: "http://auth",
+        lookupTarget: "/api/auth/get-session", timeout: .seconds(2), maxLookups: 64, cacheTTL: .seconds(30),
+        negativeTTL: .seconds(60), cacheSize: 100, trustedOrigins: try! TrustedOrigins.parse("https://app.example.com,https://*.example.org"),
+        trustedOriginsText: "")
+
+    @Test func sessionCookieWritesNeedATrustedOrigin() {
+        let cookie = TokenSources.Found.session(.init(kind: .cookie, value: Self.liveSession))
+        // Reads need no origin.
+        #expect(summary(admit("GET", "/x", token: cookie, sessions: Self.sessions)) == ("protected", 0, "u1", "allowed", "allowed"))
+        // A write without Origin or Referer, or from another site, is refused before any lookup.
+        #expect(summary(admit("POST", "/x", token: cookie, sessions: Self.sessions)).1 == 403)
+        #expect(summary(admit("DELETE", "/x", token: cookie, headers: [("Origin", "https://evil.example.com")], sessions: Self.sessions)).1 == 403)
+        #expect(summary(admit("POST", "/x", token: cookie, headers: [("Origin", "null")], sessions: Self.sessions)).1 == 403)
+        #expect(summary(admit("POST", "/x", token: cookie, headers: [("Origin", "https://a.b.example.org")], sessions: Self.sessions)).1 == 403)
+        // Trusted: exact origin (case and default port do not matter), a pattern, a Referer.
+        #expect(summary(admit("POST", "/x", token: cookie, headers: [("Origin", "https://APP.example.com:443")], sessions: Self.sessions)).1 == 0)
+        #expect(summary(admit("PUT", "/x", token: cookie, headers: [("Origin", "https://eu.example.org")], sessions: Self.sessions)).1 == 0)
+        #expect(summary(admit("PATCH", "/x", token: cookie, headers: [("Referer", "https://app.example.com/page?q=1")], sessions: Self.sessions)).1 == 0)
+        // Origin decides when present, even beside a trusted Referer.
+        #expect(summary(admit("POST", "/x", token: cookie, headers: [("Origin", "https://evil.test"), ("Referer", "https://app.example.com/")], sessions: Self.sessions)).1 == 403)
+        let refused = admit("POST", "/x", token: cookie, sessions: Self.sessions)
+        #expect(refused.authMethod == "session")
+        if case .refuse(let response, _) = refused.outcome { #expect(response.detail == "Cross-site request refused") }
+    }
+
+    @Test func bearerSessionWritesAreExemptFromTheOriginCheck() {
+        let bearer = TokenSources.Found.session(.init(kind: .bearer, value: Self.liveSession))
+        let admission = admit("POST", "/x", token: bearer, sessions: Self.sessions)
+        #expect(summary(admission) == ("protected", 0, "u1", "allowed", "allowed"))
+        #expect(admission.authMethod == "session")
+        #expect(admit("GET", "/x", token: .token("good-user")).authMethod == "jwt")
+    }
+
+    @Test func badlyShapedSessionIsRefusedWithoutAVerdict() {
+        for value in ["short", String(Self.liveSession) + "x", String(repeating: "A", count: 300)] {
+            let cookie = TokenSources.Found.session(.init(kind: .cookie, value: Substring(value)))
+            // Without the shape check the stand-in verifier would answer "expired".
+            #expect(summary(admit("GET", "/x", token: cookie, sessions: Self.sessions)) == ("protected", 401, nil, "invalid_token", "malformed"))
+        }
     }
 
     /// (route class, status or 0 when forwarded, user, auth log, metric reason)

@@ -102,7 +102,7 @@ import Testing
         #expect(auth.claimHeaders == [.init(header: "X-Org", path: ["org", "id"])])
         #expect(auth.claimsHeader == nil)
         #expect(!configuration.forwardToken)
-        #expect(configuration.identityHeaderNames == ["x-org", "x-user-id", "x-user-email", "x-auth-claims"])
+        #expect(configuration.identityHeaderNames == ["x-org", "x-user-id", "x-user-email", "x-auth-claims", "x-auth-method"])
     }
 
     @Test func noIssuerConfiguredFailsClosed() {
@@ -117,7 +117,7 @@ import Testing
     @Test func offModeStillStripsIdentityHeaders() throws {
         let configuration = try load(["GATEHOUSE_AUTH": "off"]).get()
         #expect(configuration.auth == nil)
-        #expect(configuration.identityHeaderNames == ["x-user-id", "x-user-email", "x-auth-claims"])
+        #expect(configuration.identityHeaderNames == ["x-user-id", "x-user-email", "x-auth-claims", "x-auth-method"])
     }
 
     @Test(arguments: [
@@ -132,5 +132,109 @@ import Testing
             return
         }
         #expect(error.problems.map(\.variable).contains(name))
+    }
+}
+
+/// Which credential counts when Better Auth sessions are on (`TokenSources` with sessions).
+@Suite struct SessionSourcesTests {
+    var sources: TokenSources {
+        var sources = TokenSources(cookie: nil, queryParameter: "access_token")
+        sources.sessionCookie = "better-auth.session_token"
+        sources.sessionBearer = true
+        return sources
+    }
+
+    func find(_ pairs: [(String, String)], target: String = "/x", _ sources: TokenSources? = nil) -> TokenSources.Found {
+        var fields = HTTPFields()
+        for (name, value) in pairs { fields.append(HTTPField(name: HTTPField.Name(name)!, value: value)) }
+        return (sources ?? self.sources).find(in: fields, target: target).token
+    }
+
+    @Test func theSessionCookieCountsWhenNothingElseIsSent() {
+        #expect(find([("Cookie", "a=1; better-auth.session_token=abc.def")]) == .session(.init(kind: .cookie, value: "abc.def")))
+    }
+
+    @Test func anAuthorizationHeaderDecidesAlone() {
+        let cookie = ("Cookie", "better-auth.session_token=abc.def")
+        #expect(find([("Authorization", "Bearer h.p.s"), cookie]) == .token("h.p.s"))
+        #expect(find([("Authorization", "Bearer abc.def"), cookie]) == .session(.init(kind: .bearer, value: "abc.def")))
+        #expect(find([("Authorization", "Bearer rawtoken"), cookie]) == .session(.init(kind: .bearer, value: "rawtoken")))
+        // Another scheme: no credential at all, and still not the cookie.
+        #expect(find([("Authorization", "Basic dXNlcjpwdw=="), cookie]) == .none)
+    }
+
+    @Test func aJWTInTheQueryHidesTheSessionCookie() {
+        #expect(find([("Cookie", "better-auth.session_token=abc.def")], target: "/x?access_token=h.p.s") == .token("h.p.s"))
+        #expect(find([("Authorization", "Bearer abc.def")], target: "/x?access_token=h.p.s") == .conflicting)
+    }
+
+    @Test func twoSessionCookiesAreAmbiguous() {
+        #expect(find([("Cookie", "better-auth.session_token=a.b; better-auth.session_token=c.d")]) == .conflicting)
+    }
+
+    @Test func withoutBearerSessionsABearerIsAlwaysAJWT() {
+        var jwtOnly = sources
+        jwtOnly.sessionBearer = false
+        #expect(find([("Authorization", "Bearer abc.def")], jwtOnly) == .token("abc.def"))
+        jwtOnly.sessionCookie = nil
+        #expect(find([("Cookie", "better-auth.session_token=abc.def")], jwtOnly) == .none)
+    }
+}
+
+@Suite struct SessionConfigurationTests {
+    let base = ["GATEHOUSE_UPSTREAM": "http://127.0.0.1:8000"]
+
+    func load(_ extra: [String: String]) -> Result<GatehouseConfiguration, ConfigurationError> {
+        GatehouseConfiguration.load(environment: base.merging(extra) { $1 })
+    }
+
+    @Test func theCookieNameFollowsTheScheme() throws {
+        let dev = try #require(try load(["BETTER_AUTH_URL": "http://localhost:3000", "GATEHOUSE_SESSIONS": "both"]).get().sessions)
+        #expect(dev.cookieName == "better-auth.session_token")
+        #expect(dev.lookupOrigin + dev.lookupTarget == "http://localhost:3000/api/auth/get-session")
+        let production = try #require(try load(["BETTER_AUTH_URL": "https://app.example.com", "GATEHOUSE_SESSIONS": "cookie"]).get().sessions)
+        #expect(production.cookieName == "__Secure-better-auth.session_token")
+        #expect(production.acceptsCookie && !production.acceptsBearer)
+        let prefixed = try #require(try load([
+            "BETTER_AUTH_URL": "https://app.example.com", "GATEHOUSE_SESSIONS": "bearer", "GATEHOUSE_SESSION_COOKIE_PREFIX": "myapp",
+        ]).get().sessions)
+        #expect(prefixed.cookieName == "__Secure-myapp.session_token")
+        let named = try #require(try load([
+            "BETTER_AUTH_URL": "https://app.example.com", "GATEHOUSE_SESSIONS": "both", "GATEHOUSE_SESSION_COOKIE": "sid",
+        ]).get().sessions)
+        #expect(named.cookieName == "sid")
+    }
+
+    @Test func trustedOriginsDefaultToBetterAuthAndCORSOrigins() throws {
+        let sessions = try #require(try load([
+            "BETTER_AUTH_URL": "https://app.example.com", "GATEHOUSE_SESSIONS": "both",
+            "GATEHOUSE_CORS_ALLOW_ORIGINS": "https://admin.example.com",
+        ]).get().sessions)
+        #expect(sessions.trustedOrigins.trusts("https://app.example.com"))
+        #expect(sessions.trustedOrigins.trusts("https://admin.example.com"))
+        #expect(!sessions.trustedOrigins.trusts("https://evil.example.com"))
+    }
+
+    @Test func sessionsAreOffByDefaultAndNeedAuthentication() throws {
+        #expect(try load(["BETTER_AUTH_URL": "https://app.example.com"]).get().sessions == nil)
+        guard case .failure(let error) = load(["GATEHOUSE_AUTH": "off", "GATEHOUSE_SESSIONS": "both"]) else {
+            Issue.record("sessions without authentication must be refused")
+            return
+        }
+        #expect(error.problems.map(\.variable).contains("GATEHOUSE_SESSIONS"))
+    }
+
+    @Test(arguments: [
+        ("GATEHOUSE_SESSIONS", "yes"), ("GATEHOUSE_SESSION_TIMEOUT", "0s"), ("GATEHOUSE_SESSION_MAX_LOOKUPS", "0"),
+        ("GATEHOUSE_TRUSTED_ORIGINS", "*"), ("GATEHOUSE_TRUSTED_ORIGINS", "app.example.com"), ("GATEHOUSE_SESSION_COOKIE", "a b"),
+    ])
+    func badValuesAreNamed(_ name: String, _ value: String) {
+        var environment = ["BETTER_AUTH_URL": "https://app.example.com", "GATEHOUSE_SESSIONS": "both"]
+        environment[name] = value
+        guard case .failure(let error) = load(environment) else {
+            Issue.record("\(name)=\(value) accepted")
+            return
+        }
+        #expect(error.problems.map(\.variable) == [name])
     }
 }

@@ -82,7 +82,7 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         var closeAfter = false
         var receivingPaused = false
         var sendingPaused = false
-        /// Parked: waiting for a key fetch to verify the token (`Worker.post`).
+        /// Parked: waiting for a key fetch to verify the token, or for a session lookup.
         var parked: ParkedRequest?
 
         init(requestID: String, entry: AccessLogEntry, head: HTTP1RequestHead?, origin: String?) {
@@ -98,7 +98,7 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         var bodyWaiting: Int { body.count - bodySent }
     }
 
-    /// What a parked request needs to go on once its token's verdict arrives.
+    /// What a parked request needs to go on once its credential's verdict arrives.
     struct ParkedRequest {
         var pending: Admission.PendingVerification
         var method: String
@@ -282,51 +282,101 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         }
         let step = Admission.classify(
             method: method, target: target, headers: fields, token: found.token,
-            policy: proxy.configuration.routePolicy, cors: proxy.configuration.cors, verifies: shared.authenticator != nil)
+            policy: proxy.configuration.routePolicy, cors: proxy.configuration.cors, sessions: proxy.configuration.sessions,
+            verifies: shared.authenticator != nil)
         switch step {
         case .decided(let admission):
             admit(admission, method: method, fields: fields, authority: authority, body: body, target: found.target,
                   expectsContinue: head.expectsContinue)
         case .verify(let pending):
-            let authenticator = shared.authenticator!
-            let auth = worker.auth!
-            var outcome = authenticator.authenticateWithKeysInHand(token: pending.token, state: auth)
-            if outcome == nil, auth.refresh() {
-                // A fetch ended whose announcement this worker has not read yet: its keys may
-                // know the kid.
-                outcome = authenticator.authenticateWithKeysInHand(token: pending.token, state: auth)
+            let parked = ParkedRequest(
+                pending: pending, method: method, fields: fields, authority: authority, body: body,
+                target: found.target, expectsContinue: head.expectsContinue)
+            switch pending.credential {
+            case .jwt(let token): verify(token, parked)
+            case .session(let credential): verify(credential, parked)
             }
-            if outcome == nil {
-                if let generation = authenticator.jwks.requestFetchForUnknownKid() {
-                    // An unknown kid: only a key fetch can decide. The request waits, parked on
-                    // this worker, reading stopped, until the control loop's fetch ends.
-                    watcher.setRead(false)
-                    exchange.parked = ParkedRequest(
-                        pending: pending, method: method, fields: fields, authority: authority, body: body,
-                        target: found.target, expectsContinue: head.expectsContinue)
-                    worker.parkUntilKeysFetched(connection: id, generation: generation)
-                    return
-                }
-                // The cooldown forbids another fetch so soon: the kid is unknown.
-                outcome = .rejected(.unknownKey)
-            }
-            admit(pending.finish(proxy.verdict(for: outcome!)), method: method, fields: fields, authority: authority,
-                  body: body, target: found.target, expectsContinue: head.expectsContinue)
         }
+    }
+
+    /// A JWT's verdict from the keys in hand, or the request parked for a key fetch.
+    private func verify(_ token: Substring, _ parked: ParkedRequest) {
+        guard let exchange else { return }
+        let proxy = worker.shared.proxy
+        let authenticator = worker.shared.authenticator!
+        let auth = worker.auth!
+        var outcome = authenticator.authenticateWithKeysInHand(token: token, state: auth)
+        if outcome == nil, auth.refresh() {
+            // A fetch ended whose announcement this worker has not read yet: its keys may
+            // know the kid.
+            outcome = authenticator.authenticateWithKeysInHand(token: token, state: auth)
+        }
+        if outcome == nil {
+            if let generation = authenticator.jwks.requestFetchForUnknownKid() {
+                // An unknown kid: only a key fetch can decide. The request waits, parked on
+                // this worker, reading stopped, until the control loop's fetch ends.
+                park(parked, in: exchange)
+                worker.parkUntilKeysFetched(connection: id, generation: generation)
+                return
+            }
+            // The cooldown forbids another fetch so soon: the kid is unknown.
+            outcome = .rejected(.unknownKey)
+        }
+        admit(parked, proxy.verdict(for: outcome!))
+    }
+
+    /// A session's verdict from the session cache, or the request parked for a lookup (its
+    /// own, or one already running for the same credential on any worker).
+    private func verify(_ credential: SessionCredential, _ parked: ParkedRequest) {
+        guard let exchange, let sessions = worker.shared.sessions else { return }
+        let metrics = worker.shared.metrics
+        let digest = credential.digest
+        switch sessions.cache.begin(digest, now: Authenticator.now(), waiter: .init(worker: worker.index, connection: id)) {
+        case .decided(let verdict, let cached):
+            if !cached { metrics.recordSessionLookup(verdict) }
+            admit(parked, worker.shared.proxy.verdict(for: verdict, cached: cached))
+        case .lookUp:
+            metrics.sessionCacheMisses.increment()
+            park(parked, in: exchange)
+            worker.lookUpSession(credential, digest: digest)
+        case .joined:
+            metrics.sessionCacheMisses.increment()
+            park(parked, in: exchange)
+        }
+    }
+
+    /// The request waits on this worker, reading stopped, for a verdict that needs I/O.
+    private func park(_ parked: ParkedRequest, in exchange: Exchange) {
+        watcher.setRead(false)
+        exchange.parked = parked
     }
 
     /// The key fetch a parked request waited for has ended: its token is decided now.
     func keysFetched() {
-        guard let exchange, let parked = exchange.parked, state == .exchanging,
+        guard let exchange, let parked = exchange.parked, state == .exchanging, case .jwt(let token) = parked.pending.credential,
             let authenticator = worker.shared.authenticator, let auth = worker.auth
         else { return }
         exchange.parked = nil
-        let outcome = authenticator.authenticateAfterKeyFetch(token: parked.pending.token, state: auth)
+        let outcome = authenticator.authenticateAfterKeyFetch(token: token, state: auth)
         watcher.setRead(!inputEnded)
-        admit(
-            parked.pending.finish(worker.shared.proxy.verdict(for: outcome)), method: parked.method, fields: parked.fields,
-            authority: parked.authority, body: parked.body, target: parked.target, expectsContinue: parked.expectsContinue)
+        admit(parked, worker.shared.proxy.verdict(for: outcome))
         consumePending()
+    }
+
+    /// The session lookup a parked request waited for has ended.
+    func sessionDecided(_ verdict: SessionVerdict) {
+        guard let exchange, let parked = exchange.parked, state == .exchanging, case .session = parked.pending.credential
+        else { return }
+        exchange.parked = nil
+        watcher.setRead(!inputEnded)
+        admit(parked, worker.shared.proxy.verdict(for: verdict, cached: false))
+        consumePending()
+    }
+
+    private func admit(_ parked: ParkedRequest, _ verdict: Admission.Verdict) {
+        admit(
+            parked.pending.finish(verdict), method: parked.method, fields: parked.fields, authority: parked.authority,
+            body: parked.body, target: parked.target, expectsContinue: parked.expectsContinue)
     }
 
     private func admit(

@@ -33,7 +33,8 @@ public struct LocalAnswer: Sendable {
 /// refuses; request bodies are read and dropped. Keep-alive, pipelining one request at a time,
 /// an idle limit of 30 s. Everything runs on the loop's thread.
 final class LocalAnswerServer: IOReadinessHandler, LoopTimerHandler {
-    typealias Answerer = (_ method: String, _ path: String) -> LocalAnswer
+    /// The answer for a method, a path (query removed) and the request's header fields.
+    typealias Answerer = (_ method: String, _ path: String, _ fields: [(name: String, value: String)]) -> LocalAnswer
 
     private let loop: EventLoop
     private let listenFD: Int32
@@ -77,7 +78,9 @@ final class LocalAnswerServer: IOReadinessHandler, LoopTimerHandler {
 
     func timerFired(_ timer: LoopTimer) { listener.setRead(true) }
 
-    fileprivate func respond(method: String, path: String) -> LocalAnswer { answer(method, path) }
+    fileprivate func respond(method: String, path: String, fields: [(name: String, value: String)]) -> LocalAnswer {
+        answer(method, path, fields)
+    }
 
     fileprivate func closed(_ connection: LocalAnswerConnection) {
         connections[ObjectIdentifier(connection)] = nil
@@ -158,7 +161,8 @@ private final class LocalAnswerConnection: IOReadinessHandler, LoopTimerHandler 
         let target = head.target
         let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? target
         let method = head.method
-        write(server.respond(method: method, path: path), method: method, keepAlive: head.keepAlive)
+        let fields = (0..<head.fieldCount).map { (name: head.name(at: $0), value: head.value(at: $0)) }
+        write(server.respond(method: method, path: path, fields: fields), method: method, keepAlive: head.keepAlive)
     }
 
     private func write(_ answer: LocalAnswer, method: String, keepAlive: Bool) {

@@ -11,12 +11,13 @@ import Glibc
 /// this is the only loop of the process). A signal stops the loop; the connections are closed
 /// and `run` returns, so the command exits with status 0 as after any normal end.
 public enum LocalAnswerService {
-    /// Serves `answer(method, path)` (the path without its query) on `host:port` until SIGTERM
+    /// Serves `answer(method, path, fields)` (the path without its query) on `host:port` until SIGTERM
     /// or SIGINT. `started` is called once the socket listens and the signals are watched, so a
     /// caller that announces the service there never announces one a signal would kill.
     /// Throws when the address cannot be resolved or bound, or when the loop cannot be made.
     public static func run(
-        host: String, port: Int, answer: @escaping (_ method: String, _ path: String) -> LocalAnswer,
+        host: String, port: Int,
+        answer: @escaping (_ method: String, _ path: String, _ fields: [(name: String, value: String)]) -> LocalAnswer,
         started: () -> Void
     ) throws {
         // Every socket write passes MSG_NOSIGNAL; this covers any that does not (a client that

@@ -51,17 +51,21 @@ public struct LoopServer: Sendable {
         let readiness = Readiness(listenerCount: 2, jwks: authenticator?.jwks)
         let rules = ForwardingRules(
             configuration: configuration, authenticator: authenticator, metrics: metrics, logger: logger)
+        let count = configuration.workers
+        let inboxes = (0..<count).map { _ in WorkerInbox() }
+        var sessions: SessionLookups?
+        if let policy = configuration.sessions, let settings = configuration.auth {
+            sessions = SessionLookups(policy: policy, settings: settings, inboxes: inboxes, metrics: metrics)
+        }
         let shared = WorkerShared(
             proxy: rules, authenticator: authenticator, metrics: metrics, logger: logger,
             parserLimits: HTTP1Limits(maxHeadBytes: configuration.maxHeaderBytes),
             headerReadTimeoutMilliseconds: configuration.headerReadTimeout.milliseconds, upstream: upstreamConfiguration,
-            connections: ConnectionBudget(limit: configuration.maxConnections))
+            connections: ConnectionBudget(limit: configuration.maxConnections), sessions: sessions)
 
-        let count = configuration.workers
         let listeners = try ListeningSocket.bind(configuration.listen, count: count)
         let adminListener = try ListeningSocket.bind(configuration.adminListen, count: 1)[0]
         let admin = AdminResponder(readiness: readiness, metrics: metrics, jwks: authenticator?.jwks)
-        let inboxes = listeners.map { _ in WorkerInbox() }
         let control = try ControlLoop(
             configuration: configuration, upstream: upstreamConfiguration, readiness: readiness,
             jwks: authenticator?.jwks, inboxes: inboxes, logger: logger)
@@ -70,14 +74,14 @@ public struct LoopServer: Sendable {
             let inbox = inboxes[index]
             shared.connections.register(inbox)
             let started = WorkerThread.Started()
-            let adminPart: (fd: Int32, answer: @Sendable (String, String) -> LocalAnswer)? =
-                index == 0 ? (adminListener, { method, path in admin.answer(method: method, path: path) }) : nil
+            let adminPart: (fd: Int32, answer: @Sendable (String, String, [(name: String, value: String)]) -> LocalAnswer)? =
+                index == 0 ? (adminListener, { method, path, _ in admin.answer(method: method, path: path) }) : nil
             let drained = control.drainedCallback
             let thread = OSThread {
                 LinuxCalls.nameCurrentThread("gatehouse-w\(index)")
                 do {
                     let worker = try Worker(
-                        shared: shared, listenFD: fd, inbox: inbox, workerCount: count, admin: adminPart, drained: drained)
+                        shared: shared, index: index, listenFD: fd, inbox: inbox, workerCount: count, admin: adminPart, drained: drained)
                     started.signal(nil)
                     worker.run()
                 } catch {

@@ -20,12 +20,15 @@ final class WorkerShared: Sendable {
     let headerReadTimeoutMilliseconds: Int
     let upstream: UpstreamClientConfiguration
     let connections: ConnectionBudget
+    /// Better Auth session lookups; nil with `GATEHOUSE_SESSIONS=off`.
+    let sessions: SessionLookups?
 
     init(
         proxy: ForwardingRules, authenticator: Authenticator?, metrics: ProxyMetrics, logger: Logger,
         parserLimits: HTTP1Limits, headerReadTimeoutMilliseconds: Int, upstream: UpstreamClientConfiguration,
-        connections: ConnectionBudget
+        connections: ConnectionBudget, sessions: SessionLookups?
     ) {
+        self.sessions = sessions
         self.proxy = proxy
         self.authenticator = authenticator
         self.metrics = metrics
@@ -81,6 +84,9 @@ final class WorkerInbox: Sendable {
         case stop
         /// A connection closed somewhere: accept again if paused at the connection limit.
         case resumeAccepting
+        /// A session lookup another worker ran has ended: the request of `connection` that
+        /// joined it is decided (`ClientConnection.sessionDecided`).
+        case sessionDecided(connection: Int, verdict: SessionVerdict)
     }
 
     private let messages = Mutex<[Message]>([])
@@ -109,6 +115,8 @@ final class WorkerInbox: Sendable {
 /// and libevent does not expose the flag.)
 final class Worker: IOReadinessHandler, LoopWakeHandler {
     let shared: WorkerShared
+    /// This worker's place among all workers (how another worker addresses its inbox).
+    let index: Int
     let multi: UpstreamMulti
     let inbox: WorkerInbox
     /// Bytes read from any client land here first; a connection keeps only what it could not
@@ -125,6 +133,8 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     private var toContinue: [ClientConnection] = []
     /// Connections whose request waits for a JWKS fetch (an unknown kid), and for which fetch.
     private var parkedForKeys: [(connection: Int, generation: UInt64)] = []
+    /// Session verdicts for this worker's parked requests, delivered after the batch.
+    private var sessionVerdicts: [(connection: Int, verdict: SessionVerdict)] = []
     /// This worker's key snapshot and token-cache share; nil with `GATEHOUSE_AUTH=off`.
     let auth: WorkerAuthState?
     /// Not accepting: all of `GATEHOUSE_MAX_CONNECTIONS` are open.
@@ -150,11 +160,12 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
 
     /// `admin`: the admin listener's socket and its answers, for one worker only.
     init(
-        shared: WorkerShared, listenFD: Int32, inbox: WorkerInbox, workerCount: Int,
-        admin: (fd: Int32, answer: @Sendable (String, String) -> LocalAnswer)? = nil,
+        shared: WorkerShared, index: Int, listenFD: Int32, inbox: WorkerInbox, workerCount: Int,
+        admin: (fd: Int32, answer: @Sendable (String, String, [(name: String, value: String)]) -> LocalAnswer)? = nil,
         drained: @escaping @Sendable () -> Void
     ) throws {
         self.shared = shared
+        self.index = index
         auth = shared.authenticator?.makeWorkerState(workers: workerCount)
         self.listenFD = listenFD
         self.inbox = inbox
@@ -211,7 +222,10 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     /// then the requests held back behind answers, then one write per connection with output.
     private func batchEnded() {
         multi.batchEnded()
-        while !toContinue.isEmpty || !toFlush.isEmpty {
+        while !toContinue.isEmpty || !toFlush.isEmpty || !sessionVerdicts.isEmpty {
+            let verdicts = sessionVerdicts
+            sessionVerdicts = []
+            for (id, verdict) in verdicts { connections[id]?.sessionDecided(verdict) }
             let continuing = toContinue
             toContinue = []
             for connection in continuing { connection.continueAfterBatch() }
@@ -309,6 +323,8 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
                 reportDrainedIfDone()
             case .stop:
                 loop.stop()
+            case .sessionDecided(let connection, let verdict):
+                connections[connection]?.sessionDecided(verdict)
             case .resumeAccepting:
                 if acceptPaused, !draining {
                     acceptPaused = false
@@ -331,6 +347,14 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     /// by reference, so one that closed meanwhile is simply not found.
     func parkUntilKeysFetched(connection id: Int, generation: UInt64) {
         parkedForKeys.append((id, generation))
+    }
+
+    /// Runs the session lookup a connection's request asked for first (`SessionCache.begin`
+    /// said `.lookUp`); every request that joined it hears the verdict by connection id.
+    func lookUpSession(_ credential: SessionCredential, digest: TokenCache.Digest) {
+        shared.sessions?.lookUp(credential, digest: digest, on: multi, worker: index) { [unowned self] id, verdict in
+            sessionVerdicts.append((id, verdict))
+        }
     }
 }
 
