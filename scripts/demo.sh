@@ -38,6 +38,7 @@ GATEHOUSE_LISTEN="127.0.0.1:$proxy_port" \
 GATEHOUSE_ADMIN_LISTEN="127.0.0.1:$admin_port" \
 GATEHOUSE_LOG_FORMAT=text \
 GATEHOUSE_SHUTDOWN_DELAY=0s \
+GATEHOUSE_SESSIONS=both \
     "$bin" >"$logs/gatehouse.log" 2>&1 &
 pids+=($!)
 
@@ -56,12 +57,17 @@ fi
 
 token=$("$bin" mint --key-file "$logs/dev-key.json" --issuer "http://127.0.0.1:$issuer_port" \
     --sub user-42 --email ada@example.com --name "Ada Lovelace")
+# A Better Auth session (the dev issuer answers get-session for it): the session cookie's value,
+# which is also what the bearer plugin hands out as set-auth-token.
+session=$("$bin" mint --key-file "$logs/dev-key.json" --session --sub user-42 --email ada@example.com --name "Ada Lovelace")
 # Checked here, so a broken demo says so instead of printing commands that fail.
-status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$proxy_port/me")
-if [[ $status != 200 ]]; then
-    echo "a freshly minted token was refused ($status); see $logs/gatehouse.log" >&2
-    exit 1
-fi
+for credential in "Authorization: Bearer $token" "Cookie: better-auth.session_token=$session" "Authorization: Bearer $session"; do
+    status=$(curl -s -o /dev/null -w '%{http_code}' -H "$credential" "http://127.0.0.1:$proxy_port/me")
+    if [[ $status != 200 ]]; then
+        echo "a freshly minted credential was refused ($status); see $logs/gatehouse.log" >&2
+        exit 1
+    fi
+done
 
 cat <<MSG
 
@@ -76,14 +82,21 @@ A token (Better Auth's shape, valid 15 minutes; make more with
 
   TOKEN=$token
 
-Works (FastAPI sees X-User-Id and X-User-Email):
+A Better Auth session (GATEHOUSE_SESSIONS=both; the dev issuer answers get-session for it,
+valid 7 days; make more with $bin mint --key-file $logs/dev-key.json --session --sub someone):
+  SESSION=$session
+Works (FastAPI sees X-User-Id, X-User-Email and X-Auth-Method: jwt or session):
   curl -i -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$proxy_port/me
+  curl -i -b "better-auth.session_token=\$SESSION" http://127.0.0.1:$proxy_port/me        # the session cookie
+  curl -i -H "Authorization: Bearer \$SESSION" http://127.0.0.1:$proxy_port/me           # the bearer plugin's token
+  curl -i -X POST -b "better-auth.session_token=\$SESSION" -H "Origin: http://127.0.0.1:$issuer_port" -H "Content-Type: application/json" -d '{"name":"tea","price":1.5}' http://127.0.0.1:$proxy_port/items
   curl -N -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$proxy_port/events    # SSE, streamed as sent
 
 Refused by gatehouse before FastAPI sees it:
   curl -i http://127.0.0.1:$proxy_port/me                                          # 401 Not authenticated
   curl -i -H "Authorization: Bearer \${TOKEN}x" http://127.0.0.1:$proxy_port/me    # 401 invalid_token
   curl -i -H "Authorization: Bearer \$TOKEN" -H "X-User-Id: admin" http://127.0.0.1:$proxy_port/me   # forged header removed
+  curl -i -X POST -b "better-auth.session_token=\$SESSION" -H "Content-Type: application/json" -d '{"name":"tea","price":1.5}' http://127.0.0.1:$proxy_port/items   # 403: a cookie write needs a trusted Origin
 
 Readiness (admin port): curl -i http://127.0.0.1:$admin_port/readyz
 

@@ -89,7 +89,7 @@ public struct GatehouseConfiguration: Sendable {
         ("GATEHOUSE_TOKEN_QUERY_PARAM", "(none)", "also accept the token from this query parameter (removed before forwarding)"),
         ("GATEHOUSE_CLAIM_HEADERS", "X-User-Id=sub,X-User-Email=email", "identity headers for FastAPI: Header=claim.path list"),
         ("GATEHOUSE_CLAIMS_HEADER", "X-Auth-Claims", "header carrying the verified payload as base64url (empty = none)"),
-        ("GATEHOUSE_FORWARD_TOKEN", "true", "whether Authorization reaches FastAPI"),
+        ("GATEHOUSE_FORWARD_TOKEN", "true", "whether Authorization and the token and session cookies reach FastAPI"),
         ("GATEHOUSE_SESSIONS", "off", "Better Auth sessions as well as JWTs: off, cookie (the session cookie), bearer (the bearer plugin's token) or both"),
         ("GATEHOUSE_SESSION_COOKIE_PREFIX", "better-auth", "Better Auth's advanced.cookiePrefix; the cookie is <prefix>.session_token, __Secure- in front when BETTER_AUTH_URL is https"),
         ("GATEHOUSE_SESSION_COOKIE", "(from the prefix)", "the session cookie's full name"),

@@ -51,36 +51,85 @@ def seconds(value: str | float) -> float:
     return number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
 
 
-_INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _closing_brace(text: str, start: int) -> int:
+    """Index of the `}` that closes the `${` whose `{` is at `start` (nested `${…}` allowed)."""
+    depth = 0
+    for index in range(start, len(text)):
+        if text[index] == "{":
+            depth += 1
+        elif text[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return index
+    raise ValueError(f"unclosed ${{ in {text!r}")
+
+
+def _substitute(text: str, env: dict[str, str]) -> str:
+    out: list[str] = []
+    index = 0
+    while index < len(text):
+        dollar = text.find("$", index)
+        if dollar < 0:
+            out.append(text[index:])
+            break
+        out.append(text[index:dollar])
+        following = text[dollar + 1 : dollar + 2]
+        if following == "$":
+            out.append("$")
+            index = dollar + 2
+        elif following == "{":
+            close = _closing_brace(text, dollar + 1)
+            out.append(_expression(text[dollar + 2 : close], env))
+            index = close + 1
+        elif (name := _NAME.match(text, dollar + 1)) is not None:
+            out.append(env.get(name.group(0), ""))
+            index = name.end()
+        else:
+            out.append("$")
+            index = dollar + 1
+    return "".join(out)
+
+
+def _expression(inner: str, env: dict[str, str]) -> str:
+    name = _NAME.match(inner)
+    if name is None:
+        raise ValueError(f"invalid interpolation ${{{inner}}}")
+    rest = inner[name.end() :]
+    variable = name.group(0)
+    present, current = variable in env, env.get(variable, "")
+    if not rest:
+        return current
+    for operator in (":-", "-", ":?", "?", ":+", "+"):
+        if rest.startswith(operator):
+            argument = rest[len(operator) :]
+            break
+    else:
+        raise ValueError(f"unsupported interpolation ${{{inner}}}")
+    set_and_non_empty = present and current != ""
+    strict = operator.startswith(":")
+    if operator in (":-", "-"):
+        return _substitute(argument, env) if not (set_and_non_empty if strict else present) else current
+    if operator in (":?", "?"):
+        if not (set_and_non_empty if strict else present):
+            raise KeyError(f"required variable {variable} is not set: {_substitute(argument, env)}")
+        return current
+    return _substitute(argument, env) if (set_and_non_empty if strict else present) else ""
 
 
 def interpolate(value, env: dict[str, str]):
-    """Compose's variable interpolation (${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, $$)."""
+    """Compose's variable interpolation: $VAR, ${VAR}, ${VAR:-default}, ${VAR-default},
+    ${VAR:?err}, ${VAR?err}, ${VAR:+alternative}, ${VAR+alternative}, nested expressions in the
+    argument (${A:+,${A}}), and $$ for a literal dollar."""
     if isinstance(value, dict):
         return {key: interpolate(item, env) for key, item in value.items()}
     if isinstance(value, list):
         return [interpolate(item, env) for item in value]
     if not isinstance(value, str):
         return value
-
-    def replace(match: re.Match) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name = match.group(1) or match.group(4)
-        operator, argument = match.group(2), match.group(3)
-        present = name in env
-        current = env.get(name, "")
-        if operator in (":-", "-"):
-            use_default = (not current) if operator == ":-" else (not present)
-            return argument if use_default else current
-        if operator in (":?", "?"):
-            missing = (not current) if operator == ":?" else (not present)
-            if missing:
-                raise KeyError(f"required variable {name} is not set: {argument}")
-            return current
-        return current
-
-    return _INTERPOLATION.sub(replace, value)
+    return _substitute(value, env)
 
 
 def parse_env_file(path: Path) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import stat
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -356,6 +357,43 @@ def test_compose_healthchecks(compose):
         assert services[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL")
 
 
+def option_value(args: list[str], short: str, long: str) -> str | None:
+    """The value of `-h X`, `-hX`, `--host X` or `--host=X` in an argument list."""
+    for index, arg in enumerate(args):
+        if arg in (short, long) and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith(long + "="):
+            return arg.split("=", 1)[1]
+        if arg.startswith(short) and len(arg) > len(short) and not arg.startswith("--"):
+            return arg[len(short) :]
+    return None
+
+
+def test_compose_db_healthcheck_checks_tcp(compose):
+    """Without -h, pg_isready asks over the Unix socket, which the postgres image's first-start
+    initialisation server answers before anything listens on 5432: clients that connect over TCP
+    (auth-migrate) would start too early."""
+    test = compose["services"]["db"]["healthcheck"]["test"]
+    args = shlex.split(test[1]) if test[0] == "CMD-SHELL" else test[1:]
+    assert args[0] == "pg_isready", args
+    assert option_value(args, "-h", "--host") == "127.0.0.1", args
+    assert option_value(args, "-p", "--port") == "5432", args
+    # The port checked is the one auth and auth-migrate connect to.
+    database = urlsplit(compose["services"]["auth"]["environment"]["DATABASE_URL"])
+    assert (database.hostname, database.port) == ("db", 5432)
+
+
+def test_compose_no_two_services_build_one_image_name(compose):
+    """auth-migrate and auth build the same context; if both also named the same image, a
+    parallel build fails with "already exists"."""
+    services = compose["services"]
+    assert "image" not in services["auth-migrate"], "auth-migrate must not tag auth's image"
+    assert services["auth-migrate"]["build"] == services["auth"]["build"]
+    assert services["auth"]["image"] == "gatehouse-example-auth:local"
+    named = [service["image"] for service in services.values() if "build" in service and "image" in service]
+    assert len(named) == len(set(named)), named
+
+
 def test_compose_gatehouse_configuration(compose, documented_variables):
     gatehouse = compose["services"]["gatehouse"]
     env = gatehouse["environment"]
@@ -370,22 +408,78 @@ def test_compose_gatehouse_configuration(compose, documented_variables):
     assert grace >= seconds(env["GATEHOUSE_SHUTDOWN_DELAY"]) + seconds(env["GATEHOUSE_SHUTDOWN_TIMEOUT"]) + 5
 
 
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def better_auth_session_cookie(base_url: str) -> str:
+    """Better Auth 1.4's name for its session cookie (createCookieGetter): `__Secure-` when its
+    baseURL starts with https://, with the default prefix `better-auth`."""
+    return ("__Secure-" if base_url.startswith("https://") else "") + "better-auth.session_token"
+
+
+def gatehouse_session_cookie(env: dict[str, str]) -> str:
+    """The cookie gatehouse reads (issue #14): GATEHOUSE_SESSION_COOKIE, else `__Secure-` when
+    BETTER_AUTH_URL is https, plus GATEHOUSE_SESSION_COOKIE_PREFIX (`better-auth`)."""
+    if env.get("GATEHOUSE_SESSION_COOKIE"):
+        return env["GATEHOUSE_SESSION_COOKIE"]
+    secure = env["BETTER_AUTH_URL"].lower().startswith("https://")
+    prefix = env.get("GATEHOUSE_SESSION_COOKIE_PREFIX", "better-auth")
+    return ("__Secure-" if secure else "") + prefix + ".session_token"
+
+
+PRIVATE_AUTH_URL = "http://auth:3000"
+
+
+@pytest.mark.parametrize("trusted", [None, "", "http://localhost:3001, https://app.example.com"])
 @pytest.mark.parametrize("public_url", [None, "https://auth.example.com"])
-def test_compose_issuer_matches_better_auth(public_url):
-    """The iss/aud gatehouse expects equal the origin Better Auth signs with, by default and with
-    AUTH_PUBLIC_URL set."""
+def test_compose_gatehouse_follows_better_auth(public_url, trusted):
+    """By default and with AUTH_PUBLIC_URL (and TRUSTED_ORIGINS) set: the iss/aud gatehouse expects
+    equal the origin Better Auth signs with, gatehouse reads the session cookie under the name
+    Better Auth gives it, it trusts the origins Better Auth trusts for cookie-authenticated
+    writes, and it calls Better Auth over the private network."""
     env = dict(COMPOSE_ENV)
     if public_url:
         env["AUTH_PUBLIC_URL"] = public_url
+    if trusted is not None:
+        env["TRUSTED_ORIGINS"] = trusted
     with (COMPOSE / "docker-compose.yml").open() as handle:
         services = interpolate(yaml.safe_load(handle), env)["services"]
-    better_auth_origin = "{0.scheme}://{0.netloc}".format(urlsplit(services["auth"]["environment"]["BETTER_AUTH_URL"]))
+    auth = services["auth"]["environment"]
+    better_auth_origin = origin_of(auth["BETTER_AUTH_URL"])
+    assert auth["BETTER_AUTH_URL"] == (public_url or PRIVATE_AUTH_URL)
     gatehouse = services["gatehouse"]["environment"]
-    assert gatehouse["GATEHOUSE_ISSUER"] == better_auth_origin
-    assert gatehouse["GATEHOUSE_AUDIENCE"] == better_auth_origin
-    # The JWKS is always fetched over the private network.
-    assert gatehouse["BETTER_AUTH_URL"] == "http://auth:3000"
+    issuer = gatehouse.get("GATEHOUSE_ISSUER") or origin_of(gatehouse["BETTER_AUTH_URL"])
+    audience = gatehouse.get("GATEHOUSE_AUDIENCE") or origin_of(gatehouse["BETTER_AUTH_URL"])
+    assert issuer == better_auth_origin
+    assert better_auth_origin in audience.split(",")
+    assert gatehouse_session_cookie(gatehouse) == better_auth_session_cookie(auth["BETTER_AUTH_URL"])
+    # Better Auth's trusted origins: its base URL's origin plus trustedOrigins (auth.mjs splits
+    # TRUSTED_ORIGINS on commas and drops empty entries). gatehouse's list has no empty entry.
+    items = gatehouse["GATEHOUSE_TRUSTED_ORIGINS"].split(",")
+    assert all(item.strip() for item in items), gatehouse["GATEHOUSE_TRUSTED_ORIGINS"]
+    expected = [better_auth_origin] + [o.strip() for o in auth["TRUSTED_ORIGINS"].split(",") if o.strip()]
+    assert [item.strip() for item in items] == expected
+    # The JWKS and get-session are always fetched over the private network.
+    assert gatehouse.get("GATEHOUSE_JWKS_URL", gatehouse["BETTER_AUTH_URL"] + "/api/auth/jwks") == (
+        PRIVATE_AUTH_URL + "/api/auth/jwks"
+    )
+    assert gatehouse.get("GATEHOUSE_SESSION_URL", gatehouse["BETTER_AUTH_URL"] + "/api/auth/get-session") == (
+        PRIVATE_AUTH_URL + "/api/auth/get-session"
+    )
     assert services["auth"]["environment"] == services["auth-migrate"]["environment"]
+
+
+def test_compose_gatehouse_accepts_sessions(compose):
+    services = compose["services"]
+    gatehouse = services["gatehouse"]
+    assert gatehouse["environment"]["GATEHOUSE_SESSIONS"] == "both"
+    # get-session answers bearer tokens only with the bearer plugin (test_better_auth_server_source),
+    # and gatehouse reaches the auth service by name on a network they share.
+    assert urlsplit(gatehouse["environment"]["GATEHOUSE_SESSION_URL"]).hostname == "auth"
+    assert "private" in gatehouse["networks"] and "private" in services["auth"]["networks"]
+    assert published_container_ports(services["auth"]) == [str(urlsplit(PRIVATE_AUTH_URL).port)]
 
 
 def test_compose_builds_and_env_example(compose):
@@ -433,8 +527,18 @@ def test_better_auth_server_source():
     auth = (COMPOSE / "auth" / "auth.mjs").read_text()
     assert "emailAndPassword: { enabled: true }" in auth
     assert re.search(r"plugins:\s*\[\s*(//[^\n]*\n\s*)*jwt\(", auth)
+    # The bearer plugin, so that `Authorization: Bearer <set-auth-token>` is a session.
+    assert re.search(r'import\s*\{[^}]*\bbearer\b[^}]*\}\s*from\s*"better-auth/plugins"', auth)
+    assert re.search(r"plugins:\s*\[.*\bbearer\(\s*\)", auth, re.DOTALL)
+    # The JWT's claims are the whole user object, not just "email and name".
+    assert "email and name" not in auth
+    for field in ("id", "name", "email", "emailVerified", "image", "createdAt", "updatedAt"):
+        assert re.search(rf"\b{field}\b", auth), field
     server = (COMPOSE / "auth" / "server.mjs").read_text()
     assert "toNodeHandler(auth)" in server and '"/api/auth/"' in server
+    for script in ("server.mjs", "migrate.mjs"):
+        text = (COMPOSE / "auth" / script).read_text()
+        assert re.search(r'^import \{[^}]*\bauth\b[^}]*\} from "\./auth\.mjs";$', text, re.MULTILINE), script
     copied = next(
         rest
         for keyword, rest in dockerfile_instructions(COMPOSE / "auth" / "Dockerfile")
@@ -450,6 +554,260 @@ def test_better_auth_server_syntax(script: Path):
         pytest.skip("node not installed: JavaScript syntax not checked")
     result = run([node, "--check", str(script)])
     assert result.returncode == 0, result.stderr
+
+
+# The Better Auth server's own logic, run by node against stand-ins for better-auth and pg (the
+# real packages are installed only inside the image): what auth.mjs hands betterAuth(), its
+# BETTER_AUTH_URL check, and migrate.mjs's connect retry.
+STUB_PACKAGES = {
+    "better-auth": {
+        "package.json": json.dumps(
+            {"name": "better-auth", "type": "module",
+             "exports": {".": "./index.js", "./plugins": "./plugins.js", "./db": "./db.js", "./node": "./node.js"}}
+        ),
+        "index.js": "export const betterAuth = (options) =>"
+        " ({ options, api: { getJwks: async () => ({ keys: [{ kid: 'k' }] }) } });\n",
+        "plugins.js": "export const jwt = (options) => ({ id: 'jwt', options });\n"
+        "export const bearer = (options) => ({ id: 'bearer', options });\n",
+        "db.js": "export const getMigrations = async () =>"
+        " ({ toBeCreated: [], toBeAdded: [], runMigrations: async () => {} });\n",
+        "node.js": "export const toNodeHandler = () => async () => {};\n",
+    },
+    # PG_STUB_FAILURES: what each successive Client.connect() throws, comma-separated: an error
+    # code, or `msg:` and a message; past the list, connect() succeeds.
+    "pg": {
+        "package.json": json.dumps({"name": "pg", "type": "module", "exports": "./index.js"}),
+        "index.js": """
+const failures = (process.env.PG_STUB_FAILURES ?? "").split(",").filter(Boolean);
+let attempts = 0;
+export class Client {
+  constructor(options) { this.options = options; }
+  async connect() {
+    const failure = failures[attempts++];
+    if (!failure) return;
+    if (failure.startsWith("msg:")) throw new Error(failure.slice(4));
+    throw Object.assign(new Error(`stub failure ${failure}`), { code: failure });
+  }
+  async query() { return { rows: [{ "?column?": 1 }] }; }
+  async end() {}
+}
+export class Pool {
+  constructor(options) { this.options = options; }
+  async query() { return { rows: [] }; }
+  async end() {}
+}
+export default { Client, Pool };
+""",
+    },
+}
+
+AUTH_TEST_ENV = {
+    "BETTER_AUTH_SECRET": "x" * 32,
+    "DATABASE_URL": "postgres://auth:pg-secret-value@db:5432/auth",
+}
+
+
+@pytest.fixture
+def stubbed_auth_server(tmp_path: Path) -> Path:
+    node = tool("node")
+    if node is None:
+        pytest.skip("node not installed: the Better Auth server's logic not run")
+    for package, files in STUB_PACKAGES.items():
+        folder = tmp_path / "node_modules" / package
+        folder.mkdir(parents=True)
+        for name, text in files.items():
+            (folder / name).write_text(text)
+    for script in (COMPOSE / "auth").glob("*.mjs"):
+        (tmp_path / script.name).write_text(script.read_text())
+    (tmp_path / "inspect.mjs").write_text(
+        'import { auth } from "./auth.mjs";\n'
+        "const { plugins, ...rest } = auth.options;\n"
+        "console.log(JSON.stringify({ ...rest, database: undefined, plugins }));\n"
+    )
+    return tmp_path
+
+
+def run_node(folder: Path, script: str, **env: str):
+    environment = {"PATH": os.environ.get("PATH", ""), **AUTH_TEST_ENV, **env}
+    return run([tool("node"), script], cwd=folder, env=environment)
+
+
+@pytest.mark.parametrize("base_url", ["http://auth:3000", "https://auth.example.com", "http://[::1]:3000"])
+def test_better_auth_config(stubbed_auth_server: Path, base_url: str):
+    result = run_node(
+        stubbed_auth_server, "inspect.mjs", BETTER_AUTH_URL=base_url, TRUSTED_ORIGINS=" http://a:1, ,http://b:2"
+    )
+    assert result.returncode == 0, result.stderr
+    options = json.loads(result.stdout)
+    assert options["baseURL"] == base_url
+    assert options["emailAndPassword"] == {"enabled": True}
+    assert options["trustedOrigins"] == ["http://a:1", "http://b:2"]
+    plugins = {plugin["id"]: plugin.get("options") for plugin in options["plugins"]}
+    assert list(plugins) == ["jwt", "bearer"]
+    assert plugins["jwt"]["jwt"] == {"issuer": base_url, "audience": base_url}
+    # requireSignature stays off: Better Auth also takes the raw token, as issue #14 describes.
+    assert not (plugins["bearer"] or {}).get("requireSignature")
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://auth.example.com/",  # a trailing slash: not the origin gatehouse derives
+        "https://auth.example.com/auth",  # Better Auth would serve /auth/jwks, not /api/auth/jwks
+        "https://auth.example.com/api/auth",
+        "https://auth.example.com?x=1",
+        "https://Auth.Example.com",  # browsers send the host in lower case
+        "https://auth.example.com:443",  # the default port is not part of the origin
+        "ftp://auth.example.com",
+        "auth:3000",
+        "not a url",
+    ],
+)
+def test_better_auth_refuses_a_base_url_that_is_not_a_bare_origin(stubbed_auth_server: Path, base_url: str):
+    # server.mjs imports the same auth.mjs (checked in test_better_auth_server_source); it is not
+    # started here, since a check that let the value through would leave it listening.
+    for script in ("migrate.mjs", "inspect.mjs"):
+        result = run_node(stubbed_auth_server, script, BETTER_AUTH_URL=base_url)
+        assert result.returncode == 2, (script, result.stdout, result.stderr)
+        assert "must be a bare origin" in result.stderr and "AUTH_PUBLIC_URL" in result.stderr
+        assert json.dumps(base_url) in result.stderr
+
+
+def test_migrate_retries_while_the_database_starts(stubbed_auth_server: Path):
+    """Refused connections, a server starting up (57P03) and a dropped connection are retried."""
+    result = run_node(
+        stubbed_auth_server, "migrate.mjs", BETTER_AUTH_URL="http://auth:3000",
+        PG_STUB_FAILURES="ECONNREFUSED,57P03,msg:Connection terminated unexpectedly",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "waiting for PostgreSQL at db:5432" in result.stdout
+    assert "is up (attempt 4)" in result.stdout
+    assert "auth-migrate: done, 1 signing key(s)" in result.stdout
+
+
+def test_migrate_reports_a_lasting_database_error_at_once(stubbed_auth_server: Path):
+    """A wrong password (28P01) is not retried: one clear line, no stack, no password."""
+    result = run_node(
+        stubbed_auth_server, "migrate.mjs", BETTER_AUTH_URL="http://auth:3000", PG_STUB_FAILURES="28P01"
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "auth-migrate: failed: cannot use PostgreSQL at db:5432" in result.stderr
+    assert "waiting for" not in result.stdout
+    assert "pg-secret-value" not in result.stdout + result.stderr
+    assert "    at " not in result.stderr, "a stack trace instead of one line"
+
+
+def test_migrate_gives_up_after_its_connect_budget():
+    source = (COMPOSE / "auth" / "migrate.mjs").read_text()
+    budget = re.search(r"const CONNECT_WAIT_MS = ([\d_]+);", source)
+    assert budget and 10_000 <= int(budget.group(1).replace("_", "")) <= 60_000
+    assert "did not accept a connection within" in source
+
+
+# ------------------------------------------------------------------------------------------------
+# The curl walk-through (deploy/compose/README.md and the head of docker-compose.yml)
+# ------------------------------------------------------------------------------------------------
+
+
+def shell_lines(text: str) -> list[str]:
+    """Logical lines (backslash continuations joined) of the ```sh blocks of a Markdown text."""
+    lines: list[str] = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.DOTALL):
+        lines += block.replace("\\\n", " ").splitlines()
+    return lines
+
+
+def compose_comment_lines() -> list[str]:
+    """The commands in docker-compose.yml's opening comment, "#   " stripped and joined."""
+    head = []
+    for line in (COMPOSE / "docker-compose.yml").read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        head.append(line[1:].strip())
+    return "\n".join(head).replace("\\\n", " ").splitlines()
+
+
+def curl_invocations(line: str) -> list[list[str]]:
+    """The arguments of each curl in a shell line (up to a pipe or the end)."""
+    try:
+        tokens = shlex.split(line, comments=True)
+    except ValueError:
+        return []
+    calls = []
+    for index, token in enumerate(tokens):
+        if token == "curl" or token.endswith("$(curl"):
+            args = []
+            for arg in tokens[index + 1 :]:
+                if arg in ("|", "||", "&&", ";"):
+                    break
+                args.append(arg)
+            calls.append(args)
+    return calls
+
+
+def sends_cookie(args: list[str]) -> bool:
+    return any(
+        arg in ("-b", "--cookie") or (re.fullmatch(r"-[A-Za-z]+", arg) and "b" in arg[1:]) for arg in args
+    )
+
+
+def headers(args: list[str]) -> dict[str, str]:
+    result = {}
+    for flag, value in zip(args, args[1:]):
+        if flag in ("-H", "--header"):
+            name, _, field = value.partition(":")
+            result[name.strip().lower()] = field.strip()
+    return result
+
+
+def is_write(args: list[str]) -> bool:
+    return any(arg in ("-d", "--data", "--data-raw", "--json") for arg in args) or (
+        "-X" in args and args[args.index("-X") + 1].upper() not in ("GET", "HEAD", "OPTIONS")
+    )
+
+
+def target(args: list[str]) -> str:
+    return next(arg for arg in args if arg.startswith(("localhost:", "http://localhost", "127.0.0.1:")))
+
+
+COMPOSE_README = COMPOSE / "README.md"
+
+
+@pytest.mark.parametrize("where", ["README.md", "docker-compose.yml"])
+def test_walkthrough_posts_to_better_auth_with_a_cookie_send_its_origin(compose, where: str):
+    """Better Auth 1.4 answers 403 to a POST that carries a cookie but no trusted Origin."""
+    lines = shell_lines(COMPOSE_README.read_text()) if where == "README.md" else compose_comment_lines()
+    calls = [args for line in lines for args in curl_invocations(line)]
+    auth_posts = [args for args in calls if ":3000/api/auth/" in target(args) and is_write(args)]
+    assert auth_posts, "no sign-up or sign-in step found"
+    trusted = origin_of(compose["services"]["auth"]["environment"]["BETTER_AUTH_URL"])
+    for args in auth_posts:
+        if sends_cookie(args):
+            assert headers(args).get("origin") == trusted, args
+    sign_ins = [args for args in auth_posts if "sign-in" in target(args) or "sign-up" in target(args)]
+    assert any("-c" in args or "--cookie-jar" in args for args in sign_ins), "sign-in must store the cookie (-c jar)"
+
+
+def test_walkthrough_shows_both_kinds_of_session(compose):
+    lines = shell_lines(COMPOSE_README.read_text())
+    calls = [args for line in lines for args in curl_invocations(line)]
+    gatehouse = [args for args in calls if ":8080" in target(args)]
+    # A cookie session: the jar, no Authorization header.
+    assert any(
+        sends_cookie(args) and "authorization" not in headers(args) and not is_write(args) for args in gatehouse
+    )
+    # A cookie-authenticated write, with an Origin gatehouse trusts.
+    trusted = compose["services"]["gatehouse"]["environment"]["GATEHOUSE_TRUSTED_ORIGINS"].split(",")
+    writes = [args for args in gatehouse if sends_cookie(args) and is_write(args) and "origin" in headers(args)]
+    assert writes and all(headers(args)["origin"] in trusted for args in writes)
+    # A bearer session: a variable taken from sign-in's set-auth-token header, sent as a bearer.
+    assignment = next(
+        (line for line in lines if re.match(r"\s*\w+=\$\(curl", line) and "set-auth-token" in line.lower()), None
+    )
+    assert assignment is not None, "no step reads set-auth-token"
+    variable = re.match(r"\s*(\w+)=", assignment).group(1)
+    assert "/api/auth/sign-in/" in assignment and " -D " in f" {assignment} "
+    assert any(headers(args).get("authorization") == f"Bearer ${variable}" for args in gatehouse)
 
 
 # ------------------------------------------------------------------------------------------------
