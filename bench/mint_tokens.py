@@ -8,6 +8,9 @@ writes into DIR:
     token.txt       one token (scenario "repeated": every request sends it)
     tokens.txt      N distinct tokens, one a line (scenario "distinct": different users)
     bad-token.txt   token.txt with its signature altered (must be refused)
+    session.txt     a Better Auth bearer-plugin session token (scenario "session"): the URL-encoded
+                    <32 alphanumerics>.<base64 HMAC-SHA256>, the same user as token.txt
+    get-session.json  Better Auth's get-session answer for it (served at /api/auth/get-session)
 
 Header exactly {"alg","kid"} (no "typ"); payload {"iat","name","email","emailVerified","image",
 "createdAt","updatedAt","id","sub","exp","iss","aud"} with iss = aud = the origin. The tokens
@@ -18,11 +21,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
+import hmac
 import json
 import secrets
 import string
 import sys
 import time
+import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -102,8 +108,21 @@ def main() -> int:
     def sign(user_id: str) -> str:
         return jwt.encode(payload(args.origin, now, user_id), private, algorithm=args.alg, headers=headers)
 
-    token = sign(random_id())
+    user_id = random_id()
+    token = sign(user_id)
     (args.out / "token.txt").write_text(token + "\n")
+
+    # A session of the same user, as Better Auth's bearer plugin hands it out (set-auth-token).
+    session_token = random_id()
+    signature = base64.b64encode(hmac.new(secrets.token_bytes(32), session_token.encode(), hashlib.sha256).digest())
+    (args.out / "session.txt").write_text(urllib.parse.quote(f"{session_token}.{signature.decode()}", safe="") + "\n")
+    claims = payload(args.origin, now, user_id)
+    user = {k: claims[k] for k in ("name", "email", "emailVerified", "image", "createdAt", "updatedAt", "id")}
+    session = {
+        "id": random_id(), "token": session_token, "userId": user_id, "expiresAt": iso(now + LIFETIME),
+        "createdAt": iso(now - 60), "updatedAt": iso(now - 60), "ipAddress": "127.0.0.1", "userAgent": "bench",
+    }
+    (args.out / "get-session.json").write_text(json.dumps({"session": session, "user": user}, separators=(",", ":")))
 
     head, body, sig = token.split(".")
     flipped = ("B" if sig[0] == "A" else "A") + sig[1:]

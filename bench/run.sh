@@ -16,6 +16,10 @@
 #             different valid tokens (different users) sent in turn, so the proxies' token
 #             caches (gatehouse: LRU of 10000; Envoy: jwt_cache_size, default 100) miss and
 #             each request costs a signature check
+#   session   gatehouse with a Better Auth session (GATEHOUSE_SESSIONS=bearer, the bearer
+#             plugin's token, answered from the session cache) vs the same gatehouse with one
+#             repeated JWT ("gatehouse_jwt"). The target: a session cache hit within 1.10x of a
+#             repeated JWT's CPU per request. get-session is the upstream nginx's static answer.
 #
 # All proxies sit in front of the same fast upstream (an nginx that answers `200 ok`), which
 # also serves the JWKS (one Ed25519 key, as Better Auth makes it) at /api/auth/jwks. gatehouse
@@ -31,7 +35,7 @@
 #   GATEHOUSE_BIN          gatehouse binary               (default .build/release/gatehouse)
 #   ENVOY_BIN              envoy binary                   (default .venv/bin/envoy, else envoy on PATH)
 #   BENCH_PYTHON           Python with PyJWT              (default .venv/bin/python, else python3)
-#   BENCH_SCENARIOS        which scenarios, comma list    (default plain,curl-floor,floor,repeated,distinct)
+#   BENCH_SCENARIOS        which scenarios, comma list    (default plain,curl-floor,floor,repeated,distinct,session)
 #   BENCH_SECONDS          length of one wrk run          (default 10)
 #   BENCH_ROUNDS           rounds per scenario, each target once per round (default 3; order
 #                          alternates; median reported)
@@ -62,7 +66,7 @@ BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
 BENCH_DISTINCT_TOKENS=${BENCH_DISTINCT_TOKENS:-20000}
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-plain,curl-floor,floor,repeated,distinct}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-plain,curl-floor,floor,repeated,distinct,session}
 BENCH_ACCESS_LOG=${BENCH_ACCESS_LOG:-on}
 ENVOY_JWT_CACHE_SIZE=${ENVOY_JWT_CACHE_SIZE:-100}
 export BENCH_THREADS=2 # also read by bench/tokens.lua
@@ -86,8 +90,8 @@ for name in ${BENCH_SCENARIOS//,/ }; do
     case $name in
     plain | floor) want_plain=1 ;;
     curl-floor) want_plain=1 want_curl_fwd=1 ;;
-    repeated | distinct) want_auth=1 ;;
-    *) die "unknown scenario '$name' in BENCH_SCENARIOS (plain, curl-floor, floor, repeated, distinct)" ;;
+    repeated | distinct | session) want_auth=1 ;;
+    *) die "unknown scenario '$name' in BENCH_SCENARIOS (plain, curl-floor, floor, repeated, distinct, session)" ;;
     esac
     [[ " ${scenarios[*]} " == *" $name "* ]] || scenarios+=("$name")
 done
@@ -163,9 +167,10 @@ mkdir -p "$results"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Free loopback ports, held open together so they differ.
-read -r upstream_port nginx_port gh_plain_port gh_plain_admin envoy_port envoy_admin gh_auth_port gh_auth_admin curl_fwd_port < <(python3 -c '
+read -r upstream_port nginx_port gh_plain_port gh_plain_admin envoy_port envoy_admin gh_auth_port gh_auth_admin curl_fwd_port \
+    gh_session_port gh_session_admin < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(9)]
+socks = [socket.socket() for _ in range(11)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -231,6 +236,11 @@ $(nginx_temp_paths upstream)
         location = /api/auth/jwks {
             default_type application/json;
             alias $tmp/keys/jwks.json;
+        }
+        # Better Auth's get-session, for the session scenario: one live session, whatever is asked.
+        location = /api/auth/get-session {
+            default_type application/json;
+            alias $tmp/keys/get-session.json;
         }
     }
 }
@@ -439,6 +449,10 @@ run_wrk() {
     case $scenario in
     repeated) script=(-s bench/tokens.lua) && export BENCH_TOKENS_FILE="$tmp/keys/token.txt" ;;
     distinct) script=(-s bench/tokens.lua) && export BENCH_TOKENS_FILE="$tmp/keys/tokens.txt" ;;
+    session)
+        script=(-s bench/tokens.lua)
+        if [[ $target == gatehouse_jwt ]]; then export BENCH_TOKENS_FILE="$tmp/keys/token.txt"; else export BENCH_TOKENS_FILE="$tmp/keys/session.txt"; fi
+        ;;
     esac
     wrk -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"$seconds"s --latency \
         "${script[@]}" "${url[$target]}" >"$out"
@@ -521,6 +535,7 @@ targets_of() { # $1: scenario
     case $1 in
     plain | floor) echo "nginx gatehouse" ;;
     curl-floor) echo "nginx curl_fwd$( ((have_gatehouse)) && echo ' gatehouse')" ;;
+    session) echo "gatehouse_jwt gatehouse" ;;
     *) echo "envoy gatehouse" ;;
     esac
 }
@@ -541,6 +556,7 @@ envoy_version=""
 envoy_cache_note=""
 curl_floor_note=""
 auth_floor_note=""
+session_note=""
 
 # bench/curl_floor.c, compiled once; prints why not when it cannot be.
 curl_floor_bin() {
@@ -630,6 +646,25 @@ for scenario in "${scenarios[@]}"; do
         if curl_floor_note=$(curl_floor_bin); then
             curl_floor_note=$("$tmp/curl_floor" "$origin/" "$BENCH_CONNECTIONS" "$BENCH_SECONDS" || echo "curl_floor failed")
         fi
+        ;;
+    session)
+        # One gatehouse with sessions on: 'gatehouse_jwt' sends it the repeated JWT, 'gatehouse'
+        # the session token. Whatever gatehouse the other scenarios use is left as it was.
+        saved_pid=${pid_of[gatehouse]:-} saved_url=${url[gatehouse]:-}
+        start_gatehouse gatehouse-session "$gh_session_port" "$gh_session_admin" GATEHOUSE_AUTH=jwt BETTER_AUTH_URL="$origin" \
+            GATEHOUSE_SESSIONS=bearer
+        pid_of[gatehouse]=${pids[-1]} pid_of[gatehouse_jwt]=${pids[-1]}
+        url[gatehouse]="http://127.0.0.1:$gh_session_port/" url[gatehouse_jwt]="http://127.0.0.1:$gh_session_port/"
+        wait_for gatehouse-session "${pid_of[gatehouse]}" "http://127.0.0.1:$gh_session_admin/readyz"
+        expect_status gatehouse_jwt 200 "with a valid token" -H "Authorization: Bearer $(<"$tmp/keys/token.txt")"
+        expect_status gatehouse 200 "with a live session" -H "Authorization: Bearer $(<"$tmp/keys/session.txt")"
+        expect_status gatehouse 401 "with a bad signature" -H "Authorization: Bearer $(<"$tmp/keys/bad-token.txt")"
+        measure session gatehouse_jwt gatehouse
+        curl -fsS --max-time 5 "http://127.0.0.1:$gh_session_admin/metrics" | grep -E '^gatehouse_session_(lookups_total|cache)' \
+            >"$results/session-metrics.txt" || true
+        session_note="session: gatehouse's session metrics after the scenario: $(grep -E 'lookups_total\{result="found"\}|cache_hits_total' "$results/session-metrics.txt" | tr '\n' ' ')"
+        stop "${pid_of[gatehouse]}"
+        pid_of[gatehouse]=$saved_pid url[gatehouse]=$saved_url
         ;;
     repeated | distinct)
         if [[ -z ${pid_of[envoy]:-} ]]; then
@@ -754,6 +789,11 @@ done
             continue
         fi
         read -r peer _ <<<"$(targets_of "$scenario")"
+        if [[ $scenario == session ]]; then
+            ratios session gatehouse gatehouse_jwt "$(awk -v g="${cpu_med[session/gatehouse]}" -v j="${cpu_med[session/gatehouse_jwt]}" \
+                'BEGIN { printf " (target: a session cache hit <= 1.10x a repeated JWT: %s)", (j > 0 && g / j <= 1.1 ? "met" : "NOT MET") }')"
+            continue
+        fi
         ratios "$scenario" gatehouse "$peer"
     done
     echo
@@ -768,6 +808,7 @@ done
         echo
         printf '%s' "$envoy_cache_note"
     fi
+    [[ -z $session_note ]] || echo "$session_note"
     if [[ -n $auth_floor_note ]]; then
         echo "$auth_floor_note"
         awk -v e="${cpu_med[repeated/envoy]}" 'BEGIN { printf "floor for repeated: Envoy cpu us/req %.1f / 1.2 = %.1f: gatehouse'"'"'s cpu per request must stay below this for 1.2x Envoy'"'"'s throughput\n", e, e / 1.2 }'

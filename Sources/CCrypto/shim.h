@@ -292,4 +292,37 @@ static inline int jose_ecdsa_der_to_raw(const unsigned char *der, size_t derlen,
     return ok;
 }
 
+/*
+ * ---- HMAC-SHA256: gatehouse's identity signature (X-Gatehouse-Signature) and the dev
+ * issuer's session cookies ----
+ * A context holds the key; `jose_hmac_sha256_mac` re-initialises it with that same key
+ * (EVP_MAC_init with a NULL key keeps the previous one), so a request's MAC costs no key
+ * setup and no algorithm fetch. A context is used by one thread at a time.
+ */
+static inline EVP_MAC_CTX *jose_hmac_sha256_new(const unsigned char *key, size_t len) {
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (mac == NULL) return NULL;
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac); /* the context keeps its own reference */
+    if (ctx == NULL) return NULL;
+    OSSL_PARAM params[2] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    if (EVP_MAC_init(ctx, key, len, params) != 1) {
+        EVP_MAC_CTX_free(ctx);
+        ERR_clear_error();
+        return NULL;
+    }
+    return ctx;
+}
+
+static inline int jose_hmac_sha256_mac(EVP_MAC_CTX *ctx, const void *data, size_t len, unsigned char *out) {
+    size_t outlen = 0;
+    int ok = EVP_MAC_init(ctx, NULL, 0, NULL) == 1 && EVP_MAC_update(ctx, data, len) == 1
+        && EVP_MAC_final(ctx, out, &outlen, 32) == 1 && outlen == 32;
+    if (!ok) ERR_clear_error();
+    return ok;
+}
+
 #endif

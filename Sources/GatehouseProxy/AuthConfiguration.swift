@@ -13,6 +13,9 @@ enum AuthConfigurationReader {
         var queryParam: String?
         var forwardToken: Bool
         var identityHeaderNames: Set<String>
+        /// `GATEHOUSE_CLAIM_HEADERS` in order, then `GATEHOUSE_CLAIMS_HEADER`: what the identity
+        /// signature covers (`IdentitySignature`).
+        var signedHeaderNames: [String] = []
     }
 
     static let defaultClaimHeaders = "X-User-Id=sub,X-User-Email=email"
@@ -80,8 +83,9 @@ enum AuthConfigurationReader {
         // the defaults must never receive a client's forged `X-User-Id` or `X-Auth-Claims`.
         let identity = Set(
             claimHeaders.map { $0.header.lowercased() } + (claimsHeader.map { [$0.lowercased()] } ?? [])
-                + ["x-user-id", "x-user-email", "x-auth-claims", "x-auth-method"])
+                + ["x-user-id", "x-user-email", "x-auth-claims", "x-auth-method", "x-gatehouse-signature"])
         var result = Result(settings: nil, cookie: cookie, queryParam: queryParam, forwardToken: forward, identityHeaderNames: identity)
+        result.signedHeaderNames = claimHeaders.map(\.header) + (claimsHeader.map { [$0] } ?? [])
         if mode == "off" { return result }
 
         if jwksURL == nil && reader.environment["GATEHOUSE_JWKS_URL"] == nil && base == nil {

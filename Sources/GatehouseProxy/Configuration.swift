@@ -40,6 +40,10 @@ public struct GatehouseConfiguration: Sendable {
     var cors: CORSPolicy
     /// Better Auth sessions (`GATEHOUSE_SESSIONS`); nil when off.
     var sessions: SessionPolicy?
+    /// `X-Gatehouse-Signature` (`GATEHOUSE_IDENTITY_SECRET`); nil when no secret is set.
+    var identitySignature: IdentitySignature?
+    /// Where the secret came from, for `check-config` (never the secret itself).
+    var identitySecretSource: String?
     /// `GATEHOUSE_*` names we do not know (typos, or variables Kubernetes injects for a
     /// Service named `gatehouse`): warned about at startup, not fatal.
     public var unknownVariables: [String]
@@ -100,6 +104,8 @@ public struct GatehouseConfiguration: Sendable {
         ("GATEHOUSE_SESSION_NEGATIVE_TTL", "60s", "how long an unknown session credential is refused without asking again"),
         ("GATEHOUSE_SESSION_CACHE_SIZE", "10000", "session verdicts remembered"),
         ("GATEHOUSE_TRUSTED_ORIGINS", "BETTER_AUTH_URL's origin + GATEHOUSE_CORS_ALLOW_ORIGINS", "origins (or *-patterns) allowed to send cookie-authenticated writes"),
+        ("GATEHOUSE_IDENTITY_SECRET", "(none)", "signs every forwarded request (X-Gatehouse-Signature) so FastAPI can prove it came through gatehouse; at least 32 bytes; two comma-separated during a rotation (the first signs)"),
+        ("GATEHOUSE_IDENTITY_SECRET_FILE", "(none)", "a file holding GATEHOUSE_IDENTITY_SECRET (Kubernetes and Compose secrets)"),
         ("GATEHOUSE_PUBLIC_PATHS", "(none)", "[METHOD ]/path patterns that need no token, comma list, e.g. /health,/docs,GET /public/*"),
         ("GATEHOUSE_OPTIONAL_AUTH_PATHS", "(none)", "patterns where a token is verified if present and the request is forwarded anonymously without one"),
         ("GATEHOUSE_RULES", "(none)", "claim requirements per route, ;-separated, first match wins, e.g. /admin/** role=admin; /reports/** scope~reports:read"),
@@ -190,6 +196,8 @@ public struct GatehouseConfiguration: Sendable {
                 message: "invalid value \"\(EnvironmentReader.printable(base))\"; expected an http:// or https:// URL, not a Unix socket"))
         }
 
+        let identitySecret = IdentitySecretReader.read(&reader)
+
         let known = Set(reference.map(\.name))
         let unknown = environment.keys.filter { $0.hasPrefix("GATEHOUSE_") && !known.contains($0) }.sorted()
 
@@ -214,6 +222,12 @@ public struct GatehouseConfiguration: Sendable {
             unknownVariables: unknown)
         configuration.maxConnections = maxConnections
         configuration.sessions = sessions
+        if let (secrets, source) = identitySecret {
+            configuration.identitySignature = IdentitySignature(
+                signingSecret: secrets[0], secretCount: secrets.count,
+                headerNames: auth.signedHeaderNames.map { ($0, $0.lowercased()) })
+            configuration.identitySecretSource = source
+        }
         configuration.workers = workers
         return .success(configuration)
     }
@@ -238,7 +252,13 @@ public struct GatehouseConfiguration: Sendable {
             ("GATEHOUSE_SHUTDOWN_TIMEOUT", shutdownTimeout.settingText),
             ("GATEHOUSE_LOG_LEVEL", logLevel.rawValue),
             ("GATEHOUSE_LOG_FORMAT", logFormat.rawValue),
-        ] + authSettings + sessionSettings + routeSettings
+        ] + authSettings + sessionSettings + identitySettings + routeSettings
+    }
+
+    private var identitySettings: [(name: String, value: String)] {
+        guard let identitySignature, let identitySecretSource else { return [("GATEHOUSE_IDENTITY_SECRET", "")] }
+        let count = identitySignature.secretCount == 1 ? "1 secret" : "2 secrets, the first signs"
+        return [(identitySecretSource, "(redacted: \(count))")]
     }
 
     private var sessionSettings: [(name: String, value: String)] {

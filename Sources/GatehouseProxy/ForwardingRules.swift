@@ -1,6 +1,7 @@
 public import GatehouseAuth
 import GatehouseUpstream
 import HTTPTypes
+import JOSE
 public import Logging
 
 /// The rules that turn a client's request into the one FastAPI receives, and FastAPI's answer
@@ -55,15 +56,21 @@ public final class ForwardingRules: Sendable {
         self.logger = logger
     }
 
-    /// The request FastAPI receives, from a head the parser has framed.
+    /// The request FastAPI receives, from a head the parser has framed. `signer`: the worker's
+    /// HMAC context for `X-Gatehouse-Signature`, when `GATEHOUSE_IDENTITY_SECRET` is set.
     func makeUpstreamRequest(
         method: String, fields: HTTPFields, authority: String, body: UpstreamRequest.Body, target path: String,
-        identity: [(name: String, value: String)], requestID: String, peer: String?
+        identity: [(name: String, value: String)], requestID: String, peer: String?, signer: HMACSHA256? = nil
     ) -> UpstreamRequest {
-        let headers = upstreamHeaders(fields, authority: authority, identity: identity, requestID: requestID, peer: peer)
+        var headers = upstreamHeaders(fields, authority: authority, identity: identity, requestID: requestID, peer: peer)
+        let target = configuration.upstream.pathPrefix + path
+        if let signature = configuration.identitySignature, let signer {
+            headers.append((IdentitySignature.headerName, signature.value(
+                time: IdentitySignature.now(), method: method, target: target, requestID: requestID, identity: identity,
+                signer: signer)))
+        }
         return UpstreamRequest(
-            origin: configuration.upstream.origin, target: configuration.upstream.pathPrefix + path,
-            method: method, headers: headers, body: body)
+            origin: configuration.upstream.origin, target: target, method: method, headers: headers, body: body)
     }
 
     /// The header fields FastAPI receives: `Host` kept, hop-by-hop and identity fields dropped

@@ -36,8 +36,13 @@ struct SessionPolicy: Sendable {
     }
 
     /// Whether a cookie-authenticated request with `method` may go on (see the type's comment).
+    /// A WebSocket handshake is a GET, but opens a two-way channel carrying the user's
+    /// authority, and browsers send cookies on cross-site handshakes (cross-site WebSocket
+    /// hijacking): it needs a trusted `Origin` too, which every browser sends on it (RFC 6455
+    /// §4.1, item 8).
     func crossSiteCheckPasses(method: String, headers: HTTPFields) -> Bool {
-        if Self.isSafe(method: method) { return true }
+        let upgrade = headers[values: .upgrade].contains { $0.lowercased().contains("websocket") }
+        if Self.isSafe(method: method), !upgrade { return true }
         if let origin = headers[.origin] { return trustedOrigins.trusts(origin) }
         if let referer = headers[.referer], let origin = TrustedOrigins.origin(ofURL: referer) {
             return trustedOrigins.trusts(origin)

@@ -162,27 +162,43 @@ public enum SHA256 {
     public static func hash(_ text: String) -> [UInt8] { hash(Array(text.utf8)) }
 }
 
-/// HMAC-SHA256 (RFC 2104) via libcrypto: the signature of a Better Auth session cookie
-/// (`gatehouse dev-issuer` signs and checks its own). Not used for JWTs: symmetric JWS
-/// algorithms are refused outright (`JWSAlgorithm`).
-public enum HMACSHA256 {
-    public static func mac(key: some Collection<UInt8>, data: some Collection<UInt8>) -> [UInt8] {
+/// HMAC-SHA256 (RFC 2104) via libcrypto: gatehouse's identity signature
+/// (`X-Gatehouse-Signature`) and the signature of a Better Auth session cookie (`gatehouse
+/// dev-issuer` signs and checks its own). Not used for JWTs: symmetric JWS algorithms are
+/// refused outright (`JWSAlgorithm`).
+///
+/// Thread rule: a `HMACSHA256` holds one libcrypto context; use it from one thread at a time
+/// (gatehouse makes one per worker). The context is freed with the object.
+public final class HMACSHA256 {
+    private let context: OpaquePointer
+
+    /// nil only when libcrypto cannot make an HMAC context (no default provider).
+    public init?(key: some Collection<UInt8>) {
         let key = Array(key)
-        let data = Array(data)
-        var out = [UInt8](repeating: 0, count: 32)
-        var length = 0
-        let result = key.withUnsafeBytes { k in
-            data.withUnsafeBytes { d in
-                out.withUnsafeMutableBytes { o in
-                    EVP_Q_mac(
-                        nil, "HMAC", nil, "SHA256", nil, k.baseAddress, k.count,
-                        d.baseAddress?.assumingMemoryBound(to: UInt8.self), d.count,
-                        o.baseAddress?.assumingMemoryBound(to: UInt8.self), o.count, &length)
-                }
-            }
+        guard let context = key.withUnsafeBufferPointer({ jose_hmac_sha256_new($0.baseAddress, $0.count) }) else { return nil }
+        self.context = context
+    }
+
+    deinit { EVP_MAC_CTX_free(context) }
+
+    /// The 32-byte MAC of `data`.
+    public func mac(_ data: UnsafeRawBufferPointer) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: 32) { out, count in
+            let ok = jose_hmac_sha256_mac(context, data.baseAddress, data.count, out.baseAddress)
+            precondition(ok == 1, "HMAC-SHA256 failed")
+            count = 32
         }
-        precondition(result != nil && length == 32, "HMAC-SHA256 failed")
-        return out
+    }
+
+    public func mac(_ data: some Collection<UInt8>) -> [UInt8] {
+        if let result = data.withContiguousStorageIfAvailable({ mac(UnsafeRawBufferPointer($0)) }) { return result }
+        return Array(data).withUnsafeBytes { mac($0) }
+    }
+
+    /// One MAC with a key used once.
+    public static func mac(key: some Collection<UInt8>, data: some Collection<UInt8>) -> [UInt8] {
+        guard let hmac = HMACSHA256(key: key) else { preconditionFailure("HMAC-SHA256 unavailable") }
+        return hmac.mac(data)
     }
 
     /// Compares two MACs in time independent of where they differ.

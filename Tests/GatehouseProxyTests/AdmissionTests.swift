@@ -62,6 +62,10 @@ import Testing
         #expect(summary(admit("PATCH", "/x", token: cookie, headers: [("Referer", "https://app.example.com/page?q=1")], sessions: Self.sessions)).1 == 0)
         // Origin decides when present, even beside a trusted Referer.
         #expect(summary(admit("POST", "/x", token: cookie, headers: [("Origin", "https://evil.test"), ("Referer", "https://app.example.com/")], sessions: Self.sessions)).1 == 403)
+        // A WebSocket handshake is a GET but needs the origin too (cross-site WebSocket hijacking).
+        let upgrade = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+        #expect(summary(admit("GET", "/ws", token: cookie, headers: upgrade, sessions: Self.sessions)).1 == 403)
+        #expect(summary(admit("GET", "/ws", token: cookie, headers: upgrade + [("Origin", "https://app.example.com")], sessions: Self.sessions)).1 == 0)
         let refused = admit("POST", "/x", token: cookie, sessions: Self.sessions)
         #expect(refused.authMethod == "session")
         if case .refuse(let response, _) = refused.outcome { #expect(response.detail == "Cross-site request refused") }

@@ -102,7 +102,7 @@ import Testing
         #expect(auth.claimHeaders == [.init(header: "X-Org", path: ["org", "id"])])
         #expect(auth.claimsHeader == nil)
         #expect(!configuration.forwardToken)
-        #expect(configuration.identityHeaderNames == ["x-org", "x-user-id", "x-user-email", "x-auth-claims", "x-auth-method"])
+        #expect(configuration.identityHeaderNames == ["x-org", "x-user-id", "x-user-email", "x-auth-claims", "x-auth-method", "x-gatehouse-signature"])
     }
 
     @Test func noIssuerConfiguredFailsClosed() {
@@ -117,7 +117,7 @@ import Testing
     @Test func offModeStillStripsIdentityHeaders() throws {
         let configuration = try load(["GATEHOUSE_AUTH": "off"]).get()
         #expect(configuration.auth == nil)
-        #expect(configuration.identityHeaderNames == ["x-user-id", "x-user-email", "x-auth-claims", "x-auth-method"])
+        #expect(configuration.identityHeaderNames == ["x-user-id", "x-user-email", "x-auth-claims", "x-auth-method", "x-gatehouse-signature"])
     }
 
     @Test(arguments: [

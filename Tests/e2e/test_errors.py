@@ -368,3 +368,17 @@ def test_slow_request_body_is_not_cut_by_header_read_timeout(limits_gatehouse):
 def test_slow_upstream_is_not_cut_by_header_read_timeout(limits_gatehouse):
     response = httpx.get(f"{limits_gatehouse.url}/slow?seconds=2", timeout=30)
     assert response.status_code == 200
+
+
+def test_gatehouse_answers_head_with_fields_but_no_body(dead_upstream_gatehouse):
+    """RFC 9110 §9.3.2: gatehouse's own answer to HEAD (here its 502) carries the GET answer's
+    fields, Content-Length included, and no content; on a kept-alive connection the next answer
+    must start right after the head (a body would be read as the next status line)."""
+    with RawConnection(dead_upstream_gatehouse.port, timeout=10) as conn:
+        conn.send(b"HEAD /x HTTP/1.1\r\nHost: h\r\n\r\n")
+        head = conn.read_response(head_request=True)
+        conn.send(b"GET /y HTTP/1.1\r\nHost: h\r\n\r\n")
+        following = conn.read_response()
+    assert head.status == 502
+    assert int(head.get("content-length")) > 0 and head.body == b""
+    assert_json_error(following, 502)

@@ -394,7 +394,7 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
         case .forward(let identity, _):
             let request = proxy.makeUpstreamRequest(
                 method: method, fields: fields, authority: authority, body: body, target: target, identity: identity,
-                requestID: exchange.requestID, peer: peer)
+                requestID: exchange.requestID, peer: peer, signer: worker.signer)
             if exchange.isWebSocket {
                 openTunnel(request)
                 return
@@ -417,7 +417,9 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
             requestID: exchange.requestID, closeConnection: close,
             cors: worker.shared.proxy.configuration.cors.responseFields(origin: origin))
         var bytes = ResponseHeadBytes.serialize(head)
-        let body = response.body
+        // RFC 9110 §9.3.2: the answer to HEAD has the GET answer's fields (Content-Length
+        // included) and no content; a body here would be read as the start of the next answer.
+        let body = exchange.isHead ? [] : response.body
         bytes.append(contentsOf: body)
         exchange.entry.status = response.status.code
         exchange.entry.bytes = body.count

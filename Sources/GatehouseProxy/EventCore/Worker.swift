@@ -2,6 +2,7 @@ import EventLoop
 import GatehouseAuth
 import GatehouseUpstream
 import HTTP1
+import JOSE
 import Logging
 import Synchronization
 
@@ -137,6 +138,8 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     private var sessionVerdicts: [(connection: Int, verdict: SessionVerdict)] = []
     /// This worker's key snapshot and token-cache share; nil with `GATEHOUSE_AUTH=off`.
     let auth: WorkerAuthState?
+    /// This worker's HMAC context for `X-Gatehouse-Signature`; nil without a secret.
+    let signer: HMACSHA256?
     /// Not accepting: all of `GATEHOUSE_MAX_CONNECTIONS` are open.
     private var acceptPaused = false
     private let acceptRetryHandler = AcceptRetry()
@@ -166,6 +169,7 @@ final class Worker: IOReadinessHandler, LoopWakeHandler {
     ) throws {
         self.shared = shared
         self.index = index
+        signer = shared.proxy.configuration.identitySignature?.makeSigner()
         auth = shared.authenticator?.makeWorkerState(workers: workerCount)
         self.listenFD = listenFD
         self.inbox = inbox
