@@ -207,6 +207,10 @@ struct Mint: ParsableCommand {
                     keyFile: key.keyFile, user: .init(id: sub, name: name, email: email),
                     ttlSeconds: max(1, lifetime.milliseconds / 1000))
                 print(value)
+                printError(
+                    "gatehouse mint: a session of \(sub) until \(ttl) from now; send it as the cookie "
+                        + "better-auth.session_token=<value> (__Secure-better-auth.session_token behind https), "
+                        + "or as Authorization: Bearer <value> (the bearer plugin's set-auth-token is the same string)")
             } catch {
                 printError("gatehouse: \(error)")
                 throw ExitCode(1)

@@ -22,6 +22,17 @@ import Glibc
         #expect(text == "gatehouse-v1\n1796220000\nGET\n/items/a%2Fb?x=1\nreq-123\njwt\nx-user-id:user-42\nx-user-email:\nx-auth-claims:eyJzdWIiOiJ1c2VyLTQyIn0\n")
     }
 
+    @Test func theREADMEExample() {
+        let identity = [
+            ("X-User-Id", "user-42"), ("X-User-Email", "ada@example.com"), ("X-Auth-Claims", "eyJzdWIiOiJ1c2VyLTQyIn0"),
+            ("X-Auth-Method", "jwt"),
+        ].map { (name: $0.0, value: $0.1) }
+        let value = signature.value(
+            time: 1_796_220_000, method: "GET", target: "/items/a%20b?x=1", requestID: "req-123", identity: identity,
+            signer: signature.makeSigner())
+        #expect(value == "t=1796220000,v1=dbd42cab6334ec4cd23e9af8fa098f57fa3e5de256c981ec39a57c109a9e55c3")
+    }
+
     @Test func anonymousRequestsAreSignedWithEmptyIdentity() {
         let text = String(decoding: signature.canonical(time: 5, method: "POST", target: "/", requestID: "r", identity: []), as: UTF8.self)
         #expect(text == "gatehouse-v1\n5\nPOST\n/\nr\n\nx-user-id:\nx-user-email:\nx-auth-claims:\n")

@@ -886,6 +886,37 @@ def test_access_log_records_the_auth_method(dev, srv, key):
 # last (file order): nothing of any session credential in any output of this module's instances
 
 
+def test_websocket_handshake_on_the_session_cookie_needs_a_trusted_origin(dev, srv):
+    """A WebSocket handshake is a GET, but browsers attach cookies to cross-site handshakes
+    (cross-site WebSocket hijacking): on the session cookie it needs a trusted Origin, which
+    every browser sends on a handshake."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    session = srv.create_session()
+    url = dev.url.replace("http://", "ws://", 1) + "/ws/echo"
+    for origin in (None, "https://evil.example.com"):
+        headers = dict(session_cookie(session))
+        if origin:
+            headers["Origin"] = origin
+        before = srv.lookup_count()
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, additional_headers=headers, open_timeout=10)
+        assert refused.value.response.status_code == 403
+        assert json.loads(refused.value.response.body) == {"detail": "Cross-site request refused"}
+        assert srv.lookup_count() == before  # refused before any lookup
+    with connect(url, additional_headers={**session_cookie(session), "Origin": srv.origin}, open_timeout=10) as ws:
+        info = json.loads(ws.recv(timeout=10))
+        sent = {name: value for name, value in info["headers"]}
+        assert sent["x-auth-method"] == "session"
+        assert sent["x-user-id"] == session.user["id"]
+        ws.send("hello")
+        assert ws.recv(timeout=10) == "hello"
+    # A bearer session needs no Origin: no browser attaches a bearer on its own.
+    with connect(url, additional_headers=session_bearer(session.value), open_timeout=10) as ws:
+        json.loads(ws.recv(timeout=10))
+
+
 def test_zz_session_tokens_appear_in_no_gatehouse_output():
     if len(INSTANCES) < 3:
         pytest.skip("meaningful only after the module ran")
