@@ -213,6 +213,13 @@ for row in rows {
 print("Ed25519 raw (interleaved blocks): libsodium \(f(sodiumRawAlone)) µs  vs  OpenSSL EVP \(f(opensslEdRaw)) µs  → JOSE uses libsodium\(sodiumRawAlone <= opensslEdRaw ? "" : " (OpenSSL was faster here!)")")
 print("CompactJWS.parse only: \(f(parseOnly)) µs (\(edToken.utf8.count) B), \(f(largeParse)) µs (\(largeToken.utf8.count) B)")
 
+// X-Gatehouse-Signature's MAC: HMAC-SHA256 with a worker's reused context over a canonical
+// string the size of a Better Auth token request's (identity headers with the whole payload).
+let hmac = HMACSHA256(key: Array("0123456789abcdef0123456789abcdef".utf8))!
+let canonical = Array(("gatehouse-v1\n1796220000\nGET\n/api/items?page=2\n0123456789abcdef0123456789abcdef\njwt\n"
+    + "x-user-id:user-42\nx-user-email:ada@example.com\nx-auth-claims:" + String(edToken.split(separator: ".")[1]) + "\n").utf8)
+print("HMAC-SHA256 of a \(canonical.count) B identity canonical string (X-Gatehouse-Signature): \(f(measure { hmac.mac(canonical).count == 32 })) µs")
+
 if CommandLine.arguments.contains("--parts") {
     let p = largeToken.split(separator: ".")
     let payloadB64 = Array(p[1].utf8)[...]
