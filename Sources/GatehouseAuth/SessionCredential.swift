@@ -30,7 +30,7 @@ public struct SessionCredential: Sendable, Equatable {
     /// Whether the value has a session token's shape (see the type's comment). A bearer value
     /// may also be the bare 32-character token.
     public var isWellShaped: Bool {
-        guard value.utf8.count <= Self.maxEncodedBytes, let decoded = Self.percentDecoded(value.utf8) else { return false }
+        guard value.utf8.count <= Self.maxEncodedBytes, let decoded = PercentEncoding.decode(value.utf8) else { return false }
         if kind == .bearer, decoded.count == 32, decoded.allSatisfy(Self.isAlphanumeric) { return true }
         guard decoded.count == 77, decoded[32] == UInt8(ascii: "."), decoded[76] == UInt8(ascii: "=") else { return false }
         return decoded[0..<32].allSatisfy(Self.isAlphanumeric)
@@ -45,31 +45,6 @@ public struct SessionCredential: Sendable, Equatable {
         bytes.append(0)
         bytes.append(contentsOf: value.utf8)
         return TokenCache.Digest(SHA256.hash(bytes))
-    }
-
-    /// `%XX` decoded (RFC 3986 §2.1); nil for a `%` without two hex digits.
-    static func percentDecoded(_ bytes: Substring.UTF8View) -> [UInt8]? {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var iterator = bytes.makeIterator()
-        while let byte = iterator.next() {
-            guard byte == UInt8(ascii: "%") else {
-                out.append(byte)
-                continue
-            }
-            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else { return nil }
-            out.append(high << 4 | low)
-        }
-        return out
-    }
-
-    static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 
     static func isAlphanumeric(_ byte: UInt8) -> Bool {

@@ -1,4 +1,3 @@
-import Foundation
 public import Logging
 import Synchronization
 
@@ -64,8 +63,9 @@ public final class DevIssuerAnswers: Sendable {
             case "cookie" where credential == nil:
                 for pair in field.value.split(separator: ";") {
                     let nameValue = pair.split(separator: "=", maxSplits: 1)
-                    if nameValue.count == 2, nameValue[0].trimmingCharacters(in: .whitespaces).hasSuffix(".session_token") {
-                        credential = nameValue[1].trimmingCharacters(in: .whitespaces)
+                    let trim = { (text: Substring) in String(text.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()) }
+                    if nameValue.count == 2, trim(nameValue[0]).hasSuffix(".session_token") {
+                        credential = trim(nameValue[1])
                     }
                 }
             default: break

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import JOSE
 
 #if canImport(Glibc)
@@ -53,7 +53,10 @@ public enum DevSessions {
     public static func answer(keyFile: String, credential: String, now: Double? = nil) -> [UInt8] {
         let now = now ?? TokenMinter.clock()
         let null = Array("null".utf8)
-        guard let store = try? load(path: path(keyFile: keyFile)), let decoded = credential.removingPercentEncoding else { return null }
+        guard let store = try? load(path: path(keyFile: keyFile)),
+            let decodedBytes = PercentEncoding.decode(credential.utf8)
+        else { return null }
+        let decoded = String(decoding: decodedBytes, as: UTF8.self)
         let parts = decoded.split(separator: ".", omittingEmptySubsequences: false)
         let token = String(parts[0])
         if parts.count == 2 {
@@ -79,9 +82,7 @@ public enum DevSessions {
     /// `<token>.<base64 HMAC>`, URL-encoded as `encodeURIComponent` does (`+`, `/`, `=`).
     static func signedValue(_ token: String, secret: [UInt8]) -> String {
         let signature = Base64Standard.encode(HMACSHA256.mac(key: secret, data: Array(token.utf8)))
-        let encoded = signature.replacingOccurrences(of: "+", with: "%2B").replacingOccurrences(of: "/", with: "%2F")
-            .replacingOccurrences(of: "=", with: "%3D")
-        return token + "." + encoded
+        return token + "." + PercentEncoding.encodeBase64Characters(signature)
     }
 
     static func load(path: String) throws(DevKeySet.Problem) -> Store? {

@@ -146,3 +146,44 @@ public enum Base64Standard {
         return Base64URL.decode(url[...])
     }
 }
+
+/// `%XX` escapes (RFC 3986 §2.1), as Better Auth's cookie values use them (`encodeURIComponent`).
+public enum PercentEncoding {
+    /// The bytes with every `%XX` decoded; nil for a `%` not followed by two hex digits.
+    public static func decode(_ bytes: some Sequence<UInt8>) -> [UInt8]? {
+        var out: [UInt8] = []
+        var iterator = bytes.makeIterator()
+        while let byte = iterator.next() {
+            guard byte == UInt8(ascii: "%") else {
+                out.append(byte)
+                continue
+            }
+            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else { return nil }
+            out.append(high << 4 | low)
+        }
+        return out
+    }
+
+    /// `encodeURIComponent`'s escapes for the characters of standard base64 it changes.
+    public static func encodeBase64Characters(_ text: String) -> String {
+        var out = ""
+        for character in text {
+            switch character {
+            case "+": out += "%2B"
+            case "/": out += "%2F"
+            case "=": out += "%3D"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}

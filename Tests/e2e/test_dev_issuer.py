@@ -336,3 +336,45 @@ def test_single_private_jwk_file_of_earlier_versions_still_signs(tmp_path):
     assert jwt.get_unverified_header(token) == {"alg": "EdDSA", "kid": "legacykid"}
     claims = jwt.decode(token, private.public_key(), algorithms=["EdDSA"], audience="http://127.0.0.1:3000")
     assert claims["sub"] == "old"
+
+
+def test_minted_session_has_better_auths_format_and_passes_gatehouse(issuer, gatehouse_factory, upstream):
+    """`mint --session` prints a credential of Better Auth's exact format; the dev issuer answers
+    get-session for it (checked here with Python's own HMAC over the token, using the secret
+    from the sessions file) and gatehouse accepts it as the cookie and as a bearer."""
+    import base64
+    import hashlib
+    import hmac
+    from urllib.parse import unquote
+
+    result = issuer.mint("--session", "--sub", "session-user", "--email", "s@example.com", "--ttl", "1h")
+    assert result.returncode == 0, result.stderr
+    value = result.stdout.strip()
+    token, _, signature = unquote(value).partition(".")
+    assert len(token) == 32 and token.isalnum()
+    assert len(signature) == 44 and signature.endswith("=")
+    store = json.loads((issuer.key_file.parent / (issuer.key_file.name + ".sessions")).read_text())
+    secret = base64.urlsafe_b64decode(store["secret"] + "=" * (-len(store["secret"]) % 4))
+    assert base64.b64decode(signature) == hmac.new(secret, token.encode(), hashlib.sha256).digest()
+    mode = stat.S_IMODE((issuer.key_file.parent / (issuer.key_file.name + ".sessions")).stat().st_mode)
+    assert mode == 0o600, oct(mode)
+
+    url = f"{issuer.origin}/api/auth/get-session"
+    answer = httpx.get(url, headers={"Cookie": f"better-auth.session_token={value}"}, timeout=5).json()
+    assert answer["session"]["token"] == token and answer["user"]["id"] == "session-user"
+    assert list(answer) == ["session", "user"]
+    assert httpx.get(url, headers={"Authorization": f"Bearer {value}"}, timeout=5).json()["user"]["email"] == "s@example.com"
+    # A tampered signature, an unknown token, or no credential: null, as Better Auth answers.
+    forged = token + "." + ("A" if signature[0] != "A" else "B") + value.split(".", 1)[1][1:]
+    for headers in ({"Cookie": f"better-auth.session_token={forged}"}, {"Authorization": "Bearer " + "x" * 32}, {}):
+        response = httpx.get(url, headers=headers, timeout=5)
+        assert response.status_code == 200 and response.json() is None, headers
+
+    gh = gatehouse_factory(upstream.url, BETTER_AUTH_URL=issuer.origin, GATEHOUSE_SESSIONS="both")
+    for headers in ({"Cookie": f"better-auth.session_token={value}"}, {"Authorization": f"Bearer {value}"}):
+        response = httpx.get(f"{gh.url}/echo", headers=headers, timeout=10)
+        assert response.status_code == 200, response.text
+        forwarded = dict(response.json()["headers"])
+        assert forwarded["x-user-id"] == "session-user" and forwarded["x-auth-method"] == "session"
+    refused = httpx.get(f"{gh.url}/echo", headers={"Cookie": f"better-auth.session_token={forged}"}, timeout=10)
+    assert refused.status_code == 401 and "session not found" in refused.headers["www-authenticate"]
