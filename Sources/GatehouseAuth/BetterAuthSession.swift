@@ -43,8 +43,8 @@ public enum SessionVerdict: Sendable {
 /// `api/routes/session.ts`): `null` (status 200, or 401 on one branch) when there is no
 /// session; otherwise `{"session":{…},"user":{…}}` with dates as ISO 8601 strings.
 public enum BetterAuthSession {
-    /// The largest answer read (a user object with additional fields is a few KiB).
-    public static let maxAnswerBytes = 64 * 1024
+    /// The largest answer read: a user object is a few KiB, but `image` may be a data: URL.
+    public static let maxAnswerBytes = 1024 * 1024
 
     /// The verdict for an answer. Claims follow the JWT plugin's payload: every member of
     /// `user`, plus `sub` = `user.id`, `sid` = `session.id`, `exp` = `session.expiresAt` in
@@ -52,7 +52,7 @@ public enum BetterAuthSession {
     /// raw credential and must reach no header, claim or log.
     public static func verdict(status: Int, body: [UInt8], now: Double, settings: AuthSettings) -> SessionVerdict {
         guard status == 200 || status == 401 else { return .unavailable }
-        guard case .success(let answer) = JSONParser.parse(body, maxDepth: 8) else { return .unavailable }
+        guard case .success(let answer) = JSONParser.parse(body) else { return .unavailable }
         if answer == .null { return .notFound }
         guard status == 200, case .object(let user)? = answer["user"], let session = answer["session"],
             let userID = user["id"]?.stringValue, !userID.isEmpty,
@@ -112,18 +112,27 @@ extension AuthSettings {
     /// `GATEHOUSE_CLAIM_HEADERS`, `GATEHOUSE_CLAIMS_HEADER` and `X-Auth-Method` for a verified
     /// identity, JWT or session alike. Only strings, numbers and booleans become headers; a
     /// value with control characters is dropped rather than sanitised (it would smuggle header
-    /// syntax or lie about the value).
+    /// syntax or lie about the value; a tab too). Spaces around a value are removed: RFC 9110
+    /// §5.5 makes them no part of a field value, HTTP servers strip them, and the identity
+    /// signature must cover the value the app reads.
     func identityHeaders(claims: JWTClaims, payloadBase64URL: String, method: String) -> [(name: String, value: String)] {
         var headers: [(name: String, value: String)] = []
         headers.reserveCapacity(claimHeaders.count + 2)
         for claimHeader in claimHeaders {
-            guard let text = claims.value(at: claimHeader.path).flatMap(Authenticator.headerText), !text.isEmpty,
-                !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f })
+            guard let raw = claims.value(at: claimHeader.path).flatMap(Authenticator.headerText),
+                !raw.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f })
             else { continue }
+            let text = Self.trimmingSpaces(raw)
+            guard !text.isEmpty else { continue }
             headers.append((claimHeader.header, text))
         }
         if let claimsHeader { headers.append((claimsHeader, payloadBase64URL)) }
         headers.append(("X-Auth-Method", method))
         return headers
+    }
+
+    static func trimmingSpaces(_ text: String) -> String {
+        guard let first = text.firstIndex(where: { $0 != " " }), let last = text.lastIndex(where: { $0 != " " }) else { return "" }
+        return first == text.startIndex && last == text.index(before: text.endIndex) ? text : String(text[first...last])
     }
 }

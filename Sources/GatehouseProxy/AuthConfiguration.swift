@@ -19,6 +19,8 @@ enum AuthConfigurationReader {
     }
 
     static let defaultClaimHeaders = "X-User-Id=sub,X-User-Email=email"
+    /// Headers gatehouse sets itself, never a claim header's name.
+    static let reservedHeaderNames: Set<String> = ["x-auth-method", "x-gatehouse-signature", "x-request-id", "host"]
 
     static func read(_ reader: inout EnvironmentReader) -> Result? {
         let mode = reader.value("GATEHOUSE_AUTH", default: "jwt", expected: "jwt or off") { ["jwt", "off"].contains($0) ? $0 : nil }
@@ -26,8 +28,13 @@ enum AuthConfigurationReader {
             expected: "a comma list of Header=claim.path such as X-User-Id=sub,X-Org=org.id", parseClaimHeaders)
         let claimsHeader = reader.value("GATEHOUSE_CLAIMS_HEADER", default: "X-Auth-Claims",
             expected: "a header name such as X-Auth-Claims, or empty for none") { text -> String?? in
-                text.isEmpty ? .some(nil) : (isToken(text) ? .some(text) : nil)
+                text.isEmpty ? .some(nil) : (isToken(text) && !reservedHeaderNames.contains(text.lowercased()) ? .some(text) : nil)
             }
+        if let claimHeaders, let claimsHeader = claimsHeader ?? nil,
+            claimHeaders.contains(where: { $0.header.lowercased() == claimsHeader.lowercased() })
+        {
+            reader.problems.append(.init(variable: "GATEHOUSE_CLAIMS_HEADER", message: "must differ from every GATEHOUSE_CLAIM_HEADERS name"))
+        }
         let cookie = reader.value("GATEHOUSE_TOKEN_COOKIE", default: "", expected: "a cookie name") { text -> String?? in
             text.isEmpty ? .some(nil) : (isToken(text) ? .some(text) : nil)
         }
@@ -131,6 +138,10 @@ enum AuthConfigurationReader {
             guard !path.isEmpty, path.allSatisfy({ !$0.isEmpty }) else { return nil }
             result.append(.init(header: parts[0], path: path))
         }
+        // Each name once, and none of the headers gatehouse sets itself: a second copy would
+        // be sent twice and leave the identity signature to cover only one of them.
+        let names = result.map { $0.header.lowercased() }
+        guard Set(names).count == names.count, !names.contains(where: reservedHeaderNames.contains) else { return nil }
         return result
     }
 

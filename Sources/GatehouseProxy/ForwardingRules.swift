@@ -33,6 +33,10 @@ public final class ForwardingRules: Sendable {
     /// The cookies that carry a credential (the JWT cookie, the session cookie), kept from
     /// FastAPI with `GATEHOUSE_FORWARD_TOKEN=false`.
     let credentialCookies: [String]
+    /// Better Auth's cookie cache, `<prefix>.session_data` (split into `.session_data.0`, `.1`,
+    /// … when large): it holds the session object, `session.token` included, so it stays
+    /// behind with the session cookie.
+    let credentialCookiePrefix: String?
     /// `identityHeaderNames` with `_` read as `-` (see `upstreamHeaders`).
     let identityNamesDashed: Set<String>
 
@@ -53,6 +57,9 @@ public final class ForwardingRules: Sendable {
         }
         self.tokenSources = sources
         self.credentialCookies = [configuration.tokenCookie, sources.sessionCookie].compactMap { $0 }
+        self.credentialCookiePrefix = configuration.sessions.flatMap { sessions in
+            sessions.cookieName.hasSuffix(".session_token") ? String(sessions.cookieName.dropLast(13)) + "session_data" : nil
+        }
         self.logger = logger
     }
 
@@ -66,7 +73,7 @@ public final class ForwardingRules: Sendable {
         let target = configuration.upstream.pathPrefix + path
         if let signature = configuration.identitySignature, let signer {
             headers.append((IdentitySignature.headerName, signature.value(
-                time: IdentitySignature.now(), method: method, target: target, requestID: requestID, identity: identity,
+                time: Int(Authenticator.now()), method: method, target: target, requestID: requestID, identity: identity,
                 signer: signer)))
         }
         return UpstreamRequest(
@@ -106,7 +113,7 @@ public final class ForwardingRules: Sendable {
             if dropAuthorization, field.name == .cookie, !credentialCookies.isEmpty {
                 // The credential cookies stay behind too; the other cookies pass.
                 let kept = field.value.split(separator: ";").filter { pair in
-                    !credentialCookies.contains { TokenSources.isCookie(pair, named: $0) }
+                    !credentialCookies.contains { TokenSources.isCookie(pair, named: $0) } && !isCookieCache(pair)
                 }
                 if !kept.isEmpty { headers.append((field.name.rawName, kept.joined(separator: ";").trimmingSpaces())) }
                 continue
@@ -126,6 +133,12 @@ public final class ForwardingRules: Sendable {
         headers.append(("X-Request-Id", requestID))
         headers += identity
         return headers
+    }
+
+    /// Whether one pair of a `Cookie` header is Better Auth's cookie cache (or a chunk of it).
+    private func isCookieCache(_ pair: Substring) -> Bool {
+        guard let prefix = credentialCookiePrefix, let name = TokenSources.cookieName(of: pair) else { return false }
+        return name == prefix || (name.hasPrefix(prefix + ".") && name.dropFirst(prefix.count + 1).allSatisfy(\.isNumber))
     }
 
     /// A lowercased header name with `_` read as `-`, as WSGI reads it.

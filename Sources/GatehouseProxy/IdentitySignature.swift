@@ -61,7 +61,9 @@ struct IdentitySignature: Sendable {
         line("gatehouse-v1")
         line(String(time))
         line(method)
-        line(target)
+        // `/a?` is signed as `/a`: an ASGI server splits it into `raw_path` and an empty
+        // `query_string`, and the app cannot tell the two apart.
+        line(target.utf8.last == UInt8(ascii: "?") ? String(target.dropLast()) : target)
         line(requestID)
         line(Self.value(named: "x-auth-method", in: identity) ?? "")
         for name in headerNames {
@@ -87,11 +89,6 @@ struct IdentitySignature: Sendable {
         }
     }
 
-    static func now() -> Int {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Int(spec.tv_sec)
-    }
 
     // MARK: Configuration
 
@@ -99,9 +96,14 @@ struct IdentitySignature: Sendable {
 
     /// `GATEHOUSE_IDENTITY_SECRET` (or the content of `GATEHOUSE_IDENTITY_SECRET_FILE`, trailing
     /// line breaks removed): one secret, or two separated by a comma during a rotation.
-    static func parseSecrets(_ text: String) -> [[UInt8]]? {
-        let secrets = text.split(separator: ",", omittingEmptySubsequences: false).map { Array($0.utf8) }
-        guard (1...2).contains(secrets.count), secrets.allSatisfy({ $0.count >= minimumSecretBytes }) else { return nil }
+    static func parseSecrets(_ bytes: [UInt8]) -> [[UInt8]]? {
+        let secrets = bytes.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false).map { Array($0) }
+        // No blank around a secret (`new, old` is a typo the app, which refuses it too, would
+        // otherwise read differently).
+        let blank: (UInt8?) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+        guard (1...2).contains(secrets.count),
+            secrets.allSatisfy({ $0.count >= minimumSecretBytes && !blank($0.first) && !blank($0.last) })
+        else { return nil }
         return secrets
     }
 
@@ -123,7 +125,7 @@ enum IdentitySecretReader {
             reader.problems.append(.init(variable: "GATEHOUSE_IDENTITY_SECRET_FILE", message: "set either it or GATEHOUSE_IDENTITY_SECRET, not both"))
             return nil
         case (let text?, nil):
-            guard let secrets = IdentitySignature.parseSecrets(text) else {
+            guard let secrets = IdentitySignature.parseSecrets(Array(text.utf8)) else {
                 reader.problems.append(.init(variable: "GATEHOUSE_IDENTITY_SECRET",
                     message: "invalid value (not shown); expected \(IdentitySignature.secretExpected)"))
                 return nil
@@ -135,9 +137,11 @@ enum IdentitySecretReader {
                     message: "cannot read \"\(EnvironmentReader.printable(path))\""))
                 return nil
             }
-            var text = String(decoding: data, as: UTF8.self)
-            while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
-            guard let secrets = IdentitySignature.parseSecrets(text) else {
+            // Bytes, not text: a secret made with `head -c 48 /dev/urandom` is not UTF-8, and a
+            // Windows editor's CRLF is two bytes to strip (a Swift String sees one character).
+            var bytes = data
+            while let last = bytes.last, last == 0x0A || last == 0x0D { bytes.removeLast() }
+            guard let secrets = IdentitySignature.parseSecrets(bytes) else {
                 reader.problems.append(.init(variable: "GATEHOUSE_IDENTITY_SECRET_FILE",
                     message: "the file's content (not shown) is not valid; expected \(IdentitySignature.secretExpected)"))
                 return nil

@@ -25,7 +25,7 @@ struct SessionPolicy: Sendable {
     var negativeTTL: Duration
     var cacheSize: Int
     var trustedOrigins: TrustedOrigins
-    /// Whether `GATEHOUSE_TRUSTED_ORIGINS` was set (else the default list, for `check-config`).
+    /// `GATEHOUSE_TRUSTED_ORIGINS` as given, or the default list, for `check-config`.
     var trustedOriginsText: String
 
     var modeText: String { acceptsCookie ? (acceptsBearer ? "both" : "cookie") : "bearer" }
@@ -51,10 +51,11 @@ struct SessionPolicy: Sendable {
     }
 }
 
-/// Origins trusted to make cookie-authenticated writes: serialised origins compared exactly,
-/// and patterns with `*`, as Better Auth's `trustedOrigins` are written: `https://*.example.com`
-/// is matched against the whole origin, `*.example.com` against the host alone. A `*` stands
-/// for one or more characters other than `.` and `/` (one DNS label, or a port).
+/// Origins trusted to make cookie-authenticated writes: serialised origins compared exactly
+/// (both sides normalised: lower case, no default port, no path), and patterns with `*`, as
+/// Better Auth's `trustedOrigins` are written: `https://*.example.com` is matched against the
+/// whole origin, `*.example.com` against its host and port (`URL.host`, as Better Auth does).
+/// A `*` stands for one or more characters other than `.` and `/` (one DNS label, or a port).
 struct TrustedOrigins: Sendable, Equatable {
     var exact: Set<String> = []
     var patterns: [String] = []
@@ -70,7 +71,7 @@ struct TrustedOrigins: Sendable, Equatable {
                 else { throw ConfigurationValueError(offending: item, reason: "not an origin pattern") }
                 result.patterns.append(item)
             } else {
-                guard let origin = CORSPolicy.serialisedOrigin(item) else {
+                guard let origin = origin(ofURL: item) else {
                     throw ConfigurationValueError(offending: item, reason: "not an origin")
                 }
                 result.exact.insert(origin)
@@ -85,9 +86,8 @@ struct TrustedOrigins: Sendable, Equatable {
         guard let origin = Self.origin(ofURL: origin) else { return false }
         if exact.contains(origin) { return true }
         let host = origin.firstRange(of: "://").map { String(origin[$0.upperBound...]) } ?? origin
-        let hostOnly = host.split(separator: ":", maxSplits: 1).first.map(String.init) ?? host
         for pattern in patterns {
-            let subject = pattern.contains("://") ? origin : hostOnly
+            let subject = pattern.contains("://") ? origin : host
             if Self.glob(Array(pattern.utf8)[...], Array(subject.utf8)[...]) { return true }
         }
         return false

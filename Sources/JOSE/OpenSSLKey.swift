@@ -172,9 +172,11 @@ public enum SHA256 {
 public final class HMACSHA256 {
     private let context: OpaquePointer
 
-    /// nil only when libcrypto cannot make an HMAC context (no default provider).
+    /// nil when libcrypto cannot make an HMAC context (no default provider), or for an empty
+    /// key (libcrypto reads a NULL key as "keep the previous one", which a new context lacks).
     public init?(key: some Collection<UInt8>) {
         let key = Array(key)
+        guard !key.isEmpty else { return nil }
         guard let context = key.withUnsafeBufferPointer({ jose_hmac_sha256_new($0.baseAddress, $0.count) }) else { return nil }
         self.context = context
     }

@@ -100,6 +100,15 @@ import Testing
         #expect(Set(decoded.keys) == ["id", "name", "email", "emailVerified", "image", "createdAt", "updatedAt", "role", "sub", "sid", "exp"])
     }
 
+    @Test func identityValuesLoseTheSpacesAroundThemAsHTTPServersDo() {
+        let claims: JWTClaims = ["sub": .string(" u1  "), "role": .string("a b")]
+        let headers = settings.identityHeaders(claims: claims, payloadBase64URL: "x", method: "session")
+        #expect(headers.first { $0.name == "X-User-Id" }?.value == "u1")
+        #expect(headers.first { $0.name == "X-Role" }?.value == "a b")
+        let blank = settings.identityHeaders(claims: ["sub": .string("  ")], payloadBase64URL: "x", method: "jwt")
+        #expect(!blank.contains { $0.name == "X-User-Id" })
+    }
+
     @Test func nullIsNotFoundOnBothBranches() {
         #expect(BetterAuthSession.verdict(status: 200, body: Array("null".utf8), now: now, settings: settings).label == "not_found")
         #expect(BetterAuthSession.verdict(status: 401, body: Array("null".utf8), now: now, settings: settings).label == "not_found")

@@ -215,6 +215,29 @@ import Testing
         #expect(!sessions.trustedOrigins.trusts("https://evil.example.com"))
     }
 
+    @Test func trustedOriginsAreNormalisedLikeTheOriginsBrowsersSend() throws {
+        let explicit = try #require(try load([
+            "BETTER_AUTH_URL": "https://app.example.com:443", "GATEHOUSE_SESSIONS": "both",
+            "GATEHOUSE_TRUSTED_ORIGINS": "https://app.example.com:443,https://admin.example.com/,*.example.org",
+        ]).get().sessions)
+        #expect(explicit.trustedOrigins.trusts("https://app.example.com"))
+        #expect(explicit.trustedOrigins.trusts("https://admin.example.com"))
+        #expect(explicit.trustedOrigins.trusts("https://a.example.org"))
+        // A host pattern covers the host as Better Auth's URL.host does: a port is part of it.
+        #expect(!explicit.trustedOrigins.trusts("http://a.example.org:9999"))
+        let byDefault = try #require(try load(["BETTER_AUTH_URL": "https://app.example.com:443", "GATEHOUSE_SESSIONS": "both"]).get().sessions)
+        #expect(byDefault.trustedOrigins.trusts("https://app.example.com"))
+    }
+
+    @Test(arguments: ["X-Auth-Method=role", "X-User-Id=sub,x-user-id=email", "X-Gatehouse-Signature=sub"])
+    func claimHeadersMayNotRepeatOrTakeGatehousesOwnNames(_ value: String) {
+        guard case .failure(let error) = load(["BETTER_AUTH_URL": "https://app.example.com", "GATEHOUSE_CLAIM_HEADERS": value]) else {
+            Issue.record("\(value) accepted")
+            return
+        }
+        #expect(error.problems.map(\.variable) == ["GATEHOUSE_CLAIM_HEADERS"])
+    }
+
     @Test func sessionsAreOffByDefaultAndNeedAuthentication() throws {
         #expect(try load(["BETTER_AUTH_URL": "https://app.example.com"]).get().sessions == nil)
         guard case .failure(let error) = load(["GATEHOUSE_AUTH": "off", "GATEHOUSE_SESSIONS": "both"]) else {

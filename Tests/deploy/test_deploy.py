@@ -241,15 +241,68 @@ def test_api_image_listens_on_a_unix_socket_only():
     assert SOCKET_PATH in healthcheck[-1] and "AF_UNIX" in healthcheck[-1]
 
 
+def api_build_context() -> Path:
+    """The api image's build context (docker-compose.yml: the repository root)."""
+    with (COMPOSE / "docker-compose.yml").open() as handle:
+        build = yaml.safe_load(handle)["services"]["api"]["build"]
+    return (COMPOSE / build["context"]).resolve()
+
+
+PACKAGE = "python/gatehouse-fastapi"
+
+
 def test_api_build_context_filter_keeps_secrets_out():
+    context = api_build_context()
+    assert context == REPO.resolve(), "the api image needs deploy/example/ and python/gatehouse-fastapi/"
     patterns = dockerignore_patterns(COMPOSE / "api" / "Dockerfile.dockerignore")
-    assert not dockerignore_excludes(patterns, "example/app.py")
-    assert not dockerignore_excludes(patterns, "example/requirements.txt")
-    assert dockerignore_excludes(patterns, "compose/.env")
+    for path in ("deploy/example/app.py", "deploy/example/requirements.txt"):
+        assert not dockerignore_excludes(patterns, path), f"{path} would be missing from the build"
+    for path in (
+        "deploy/compose/.env",
+        "deploy/compose/gatehouse-identity.secret",
+        ".venv/bin/python",
+        ".git/HEAD",
+        ".build/release/gatehouse",
+        f"{PACKAGE}/tests/test_vectors.py",
+        f"{PACKAGE}/build/lib/gatehouse_fastapi/__init__.py",
+        f"{PACKAGE}/src/gatehouse_fastapi.egg-info/PKG-INFO",
+        f"{PACKAGE}/src/gatehouse_fastapi/__pycache__/x.pyc",
+        "README.md",
+    ):
+        assert dockerignore_excludes(patterns, path), f"{path} would be sent to the builder"
     for keyword, rest in dockerfile_instructions(COMPOSE / "api" / "Dockerfile"):
         if keyword == "COPY":
             for source in rest.split()[:-1]:
-                assert (DEPLOY / source).exists(), f"COPY source {source} missing (context is deploy/)"
+                assert (context / source).exists(), f"COPY source {source} missing (context is the repository root)"
+                assert not dockerignore_excludes(patterns, source.rstrip("/")) or source == PACKAGE, source
+
+
+def test_api_image_installs_the_package():
+    """deploy/example/requirements.txt names the package by its path from the repository root;
+    the image copies that layout, installs from it, and sends every file pip needs to build it."""
+    requirements = (REPO / "deploy" / "example" / "requirements.txt").read_text().split("\n")
+    assert f"./{PACKAGE}" in [line.strip() for line in requirements]
+    # Tests/e2e/requirements.txt must spell it identically (pip refuses two spellings of one project).
+    e2e = [line.strip() for line in (REPO / "Tests" / "e2e" / "requirements.txt").read_text().splitlines()]
+    assert [line for line in e2e if PACKAGE in line and not line.startswith("#")] == [f"./{PACKAGE}"]
+    instructions = dockerfile_instructions(COMPOSE / "api" / "Dockerfile")
+    workdirs = [rest for keyword, rest in instructions if keyword == "WORKDIR"]
+    copies = [rest.split() for keyword, rest in instructions if keyword == "COPY"]
+    runs = [rest for keyword, rest in instructions if keyword == "RUN"]
+    assert [PACKAGE, PACKAGE] in copies
+    assert ["deploy/example/requirements.txt", "deploy/example/requirements.txt"] in copies
+    install = next(run for run in runs if "pip install" in run)
+    assert "-r deploy/example/requirements.txt" in install and "--no-cache-dir" in install
+    # pip runs where the copied layout is: the first WORKDIR, before the install.
+    assert workdirs[0] == "/src"
+    patterns = dockerignore_patterns(COMPOSE / "api" / "Dockerfile.dockerignore")
+    tracked = run(["git", "ls-files", "-co", "--exclude-standard", PACKAGE], cwd=REPO).stdout.split()
+    needed = [p for p in tracked if p.startswith(f"{PACKAGE}/src/") and "__pycache__" not in p]
+    needed += [f"{PACKAGE}/pyproject.toml", f"{PACKAGE}/README.md"]
+    assert any(p.endswith("py.typed") for p in needed)
+    for path in needed:
+        assert (REPO / path).exists(), path
+        assert not dockerignore_excludes(patterns, path), f"{path} would be missing from the build"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -480,6 +533,62 @@ def test_compose_gatehouse_accepts_sessions(compose):
     assert urlsplit(gatehouse["environment"]["GATEHOUSE_SESSION_URL"]).hostname == "auth"
     assert "private" in gatehouse["networks"] and "private" in services["auth"]["networks"]
     assert published_container_ports(services["auth"]) == [str(urlsplit(PRIVATE_AUTH_URL).port)]
+
+
+SECRETS_DIR = "/run/secrets"
+
+
+def test_compose_identity_secret_wiring(compose, documented_variables):
+    """gatehouse signs with the Compose secret and the api verifies with the same one: one
+    file-based secret, mounted into exactly those two services, each pointed at it by
+    GATEHOUSE_IDENTITY_SECRET_FILE; the value itself is in no environment, not in git and not in
+    any build context."""
+    services = compose["services"]
+    secrets = compose.get("secrets", {})
+    mounts = {
+        name: [entry if isinstance(entry, str) else entry["source"] for entry in service.get("secrets", [])]
+        for name, service in services.items()
+    }
+    shared = set(mounts["gatehouse"]) & set(mounts["api"])
+    assert len(shared) == 1, mounts
+    (secret,) = shared
+    assert {name for name, used in mounts.items() if secret in used} == {"gatehouse", "api"}
+    # A file secret: Compose bind-mounts it. An `environment:` secret is copied into the
+    # container instead, which fails on read_only services (both are).
+    assert set(secrets[secret]) == {"file"}, secrets[secret]
+    assert services["gatehouse"]["read_only"] and services["api"]["read_only"]
+    source = secrets[secret]["file"]
+    assert not Path(source).is_absolute()
+    relative = ((COMPOSE / source).resolve()).relative_to(REPO.resolve()).as_posix()
+    assert run(["git", "check-ignore", "-q", relative], cwd=REPO).returncode == 0, f"git must ignore {relative}"
+    for filter_file in (COMPOSE / "api" / "Dockerfile.dockerignore", DOCKER / "Dockerfile.dockerignore"):
+        assert dockerignore_excludes(dockerignore_patterns(filter_file), relative), f"{filter_file.name} sends {relative}"
+    for name in ("gatehouse", "api"):
+        env = services[name]["environment"]
+        target = next(
+            (entry.get("target") or entry["source"]) if isinstance(entry, dict) else entry
+            for entry in services[name]["secrets"]
+            if (entry if isinstance(entry, str) else entry["source"]) == secret
+        )
+        path = target if target.startswith("/") else f"{SECRETS_DIR}/{target}"
+        assert env["GATEHOUSE_IDENTITY_SECRET_FILE"] == path, name
+        assert "GATEHOUSE_IDENTITY_SECRET" not in env, f"{name}: the secret belongs in the file, not the environment"
+    assert "GATEHOUSE_IDENTITY_SECRET_FILE" in documented_variables
+    # How to create it is written where the user starts.
+    for doc in (COMPOSE / "docker-compose.yml", COMPOSE / "README.md"):
+        assert re.search(rf"openssl rand -base64 \d+ > deploy/compose/{re.escape(Path(source).name)}", doc.read_text()), doc
+    # Nothing else the stack reads from the environment can reach the app's identity check.
+    assert not any("GATEHOUSE_IDENTITY_SECRET" in str(services[n].get("environment", {})) for n in services
+                   if n not in ("gatehouse", "api"))
+
+
+def test_compose_api_app_uses_the_package():
+    """The app behind gatehouse in the stack reads identity through gatehouse-fastapi
+    (which checks the signature), not from raw headers."""
+    source = (DEPLOY / "example" / "app.py").read_text()
+    assert re.search(r"^from gatehouse_fastapi import .*\bCurrentUser\b", source, re.MULTILINE)
+    assert re.search(r"^configure\(app\)", source, re.MULTILINE), "configure(app): a bad secret fails at startup"
+    assert "Header()" not in source, "identity from raw headers bypasses the signature check"
 
 
 def test_compose_builds_and_env_example(compose):

@@ -30,8 +30,14 @@ def test_hello_sees_the_forwarded_client_and_request_id(demo):
     assert "Hello" in body["message"]
 
 
-def test_me_without_identity_headers_is_null(demo):
-    assert httpx.get(f"{demo.url}/me", timeout=10).json() == {"user_id": None, "email": None}
+def test_me_without_a_user_is_401(demo):
+    """/me uses gatehouse-fastapi's CurrentUser: no verified user (this gatehouse runs with
+    GATEHOUSE_AUTH=off, so it forwards none) is FastAPI's own 401 with gatehouse's challenge,
+    where the app used to answer nulls."""
+    response = httpx.get(f"{demo.url}/me", timeout=10)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Not authenticated"}
+    assert response.headers["www-authenticate"] == 'Bearer realm="gatehouse"'
 
 
 def test_items_round_trip(demo):

@@ -487,6 +487,20 @@ def test_forward_token_false_keeps_the_session_credential_from_fastapi(named, na
     assert bearer_session.token not in json.dumps(echo)
 
 
+def test_forward_token_false_also_keeps_better_auths_cookie_cache_from_fastapi(start, srv):
+    """Better Auth's cookie cache (`<prefix>.session_data`, chunked as `.session_data.0`, …)
+    holds the session object, `session.token` included: it stays behind with the session cookie."""
+    gh = start(srv, GATEHOUSE_FORWARD_TOKEN="false")
+    session = srv.create_session()
+    cookie = f"theme=dark; better-auth.session_data=eyJzZXNzaW9uIjp7fX0; {session_cookie(session)['Cookie']}; better-auth.session_data.0=abc; better-auth.session_data.x=keep"
+    echo = assert_forwarded(httpx.get(f"{gh.url}/echo/cc", headers={"Cookie": cookie}, timeout=10))
+    assert_session_identity(echo, session)
+    cookies = "; ".join(header_values(echo, "cookie"))
+    assert "theme=dark" in cookies and "better-auth.session_data.x=keep" in cookies, cookies
+    assert "session_data=" not in cookies.replace("session_data.x=keep", "") and "session_data.0" not in cookies, cookies
+    assert "session_token" not in cookies, cookies
+
+
 # ---------------------------------------------------------------------------------------
 # shape check: refused at once, Better Auth never asked
 

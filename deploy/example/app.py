@@ -1,10 +1,16 @@
-"""A small FastAPI app to put behind gatehouse (`make demo`).
+"""A small FastAPI app to put behind gatehouse (`make demo`, the Compose example).
 
 Run it on its own with:
 
     uvicorn app:app --host 127.0.0.1 --port 8000
 
 and point gatehouse at it with GATEHOUSE_UPSTREAM=http://127.0.0.1:8000.
+
+Identity comes from the gatehouse-fastapi package (python/gatehouse-fastapi): `CurrentUser` is the
+user gatehouse verified. With GATEHOUSE_IDENTITY_SECRET (or GATEHOUSE_IDENTITY_SECRET_FILE) set
+here and in gatehouse, every request must carry gatehouse's signature, so identity headers sent
+around the proxy are refused; without it they are trusted as they arrive (keep the app reachable
+through gatehouse only).
 """
 
 import asyncio
@@ -12,11 +18,14 @@ import json
 from datetime import datetime, timezone
 from typing import Annotated, AsyncIterator
 
-from fastapi import FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import StreamingResponse
+from gatehouse_fastapi import CurrentUser, GatehouseUser, configure, require
 from pydantic import BaseModel
 
 app = FastAPI(title="gatehouse demo")
+# Reads GATEHOUSE_IDENTITY_SECRET(_FILE) now: a bad secret stops the app at startup.
+configure(app)
 
 
 class Item(BaseModel):
@@ -39,12 +48,15 @@ async def hello(request: Request) -> dict:
 
 
 @app.get("/me")
-async def me(
-    x_user_id: Annotated[str | None, Header()] = None,
-    x_user_email: Annotated[str | None, Header()] = None,
-) -> dict:
-    """The identity headers this app received (null when absent)."""
-    return {"user_id": x_user_id, "email": x_user_email}
+async def me(user: CurrentUser) -> dict:
+    """The user gatehouse verified (401 without one)."""
+    return {"user_id": user.id, "email": user.email, "name": user.name, "auth_method": user.auth_method}
+
+
+@app.get("/admin/stats")
+async def admin_stats(user: Annotated[GatehouseUser, Depends(require(role="admin"))]) -> dict:
+    """Only for users whose `role` claim is `admin` (Better Auth's admin plugin); 403 otherwise."""
+    return {"items": len(ITEMS), "admin": user.id}
 
 
 @app.get("/items")

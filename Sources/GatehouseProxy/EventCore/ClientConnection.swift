@@ -328,7 +328,9 @@ final class ClientConnection: IOReadinessHandler, UpstreamTransferDelegate, Loop
     /// A session's verdict from the session cache, or the request parked for a lookup (its
     /// own, or one already running for the same credential on any worker).
     private func verify(_ credential: SessionCredential, _ parked: ParkedRequest) {
-        guard let exchange, let sessions = worker.shared.sessions else { return }
+        guard let exchange else { return }
+        // Admission yields a session credential only when sessions are configured.
+        guard let sessions = worker.shared.sessions else { preconditionFailure("a session credential without GATEHOUSE_SESSIONS") }
         let metrics = worker.shared.metrics
         let digest = credential.digest
         switch sessions.cache.begin(digest, now: Authenticator.now(), waiter: .init(worker: worker.index, connection: id)) {
