@@ -25,6 +25,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# One identity secret for this run, shared by gatehouse (which signs every request it forwards)
+# and the app (gatehouse-fastapi checks the signature before trusting any identity header).
+GATEHOUSE_IDENTITY_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+export GATEHOUSE_IDENTITY_SECRET
 .venv/bin/python -m uvicorn app:app --app-dir deploy/example --uds "$app_socket" \
     >"$logs/app.log" 2>&1 &
 pids+=($!)
@@ -59,7 +63,7 @@ token=$("$bin" mint --key-file "$logs/dev-key.json" --issuer "http://127.0.0.1:$
     --sub user-42 --email ada@example.com --name "Ada Lovelace")
 # A Better Auth session (the dev issuer answers get-session for it): the session cookie's value,
 # which is also what the bearer plugin hands out as set-auth-token.
-session=$("$bin" mint --key-file "$logs/dev-key.json" --session --sub user-42 --email ada@example.com --name "Ada Lovelace")
+session=$("$bin" mint --key-file "$logs/dev-key.json" --session --sub user-42 --email ada@example.com --name "Ada Lovelace" 2>/dev/null)
 # Checked here, so a broken demo says so instead of printing commands that fail.
 for credential in "Authorization: Bearer $token" "Cookie: better-auth.session_token=$session" "Authorization: Bearer $session"; do
     status=$(curl -s -o /dev/null -w '%{http_code}' -H "$credential" "http://127.0.0.1:$proxy_port/me")
@@ -98,6 +102,8 @@ Refused by gatehouse before FastAPI sees it:
   curl -i -H "Authorization: Bearer \$TOKEN" -H "X-User-Id: admin" http://127.0.0.1:$proxy_port/me   # forged header removed
   curl -i -X POST -b "better-auth.session_token=\$SESSION" -H "Content-Type: application/json" -d '{"name":"tea","price":1.5}' http://127.0.0.1:$proxy_port/items   # 403: a cookie write needs a trusted Origin
 
+Around gatehouse, straight to the app's socket, forged headers get nowhere (no valid signature):
+  curl -i --unix-socket $app_socket -H "X-User-Id: admin" http://app/me                # 401
 Readiness (admin port): curl -i http://127.0.0.1:$admin_port/readyz
 
 Press Ctrl-C to stop.
