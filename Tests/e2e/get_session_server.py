@@ -52,10 +52,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, unquote
 
-from jwks_server import JWKSServer, RecordedRequest, _Handler, _Server
+from jwks_server import JWKSServer, RecordedRequest, _Server
 
 GET_SESSION_PATH = "/api/auth/get-session"
 DEV_COOKIE = "better-auth.session_token"
@@ -169,25 +169,8 @@ class GetSessionServer(JWKSServer):
         self.max_in_flight = 0
         self._wake = threading.Event()
 
-    def start(self) -> "GetSessionServer":
-        """JWKSServer.start with a deep listen backlog (and, after stop(), the same port)."""
-        if self._httpd is not None:
-            return self
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                httpd = _SessionHTTPServer(("127.0.0.1", self.port), _Handler)
-                break
-            except OSError:
-                if not self.port or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        httpd.owner = self  # type: ignore[attr-defined]
-        self.port = httpd.server_address[1]
-        self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
+    # JWKSServer.start with a deep listen backlog (and, after stop(), the same port).
+    server_class: ClassVar[type] = _SessionHTTPServer
 
     # -- sessions -------------------------------------------------------------------------
 

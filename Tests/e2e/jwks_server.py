@@ -31,6 +31,7 @@ import json
 import socket
 import threading
 import time
+from typing import ClassVar
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -96,13 +97,16 @@ class JWKSServer:
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    # The socket server class (a subclass may listen with a deeper backlog).
+    server_class: ClassVar[type] = _Server
+
     def start(self) -> "JWKSServer":
         if self._httpd is not None:
             return self
         deadline = time.monotonic() + 10
         while True:
             try:
-                httpd = _Server(("127.0.0.1", self.port), _Handler)
+                httpd = self.server_class(("127.0.0.1", self.port), _Handler)
                 break
             except OSError:
                 # restarting on the same port right after stop(): retry briefly
