@@ -17,9 +17,17 @@ import Glibc
 ///
 /// Per request this costs no allocation beyond libcurl's own: transfers (with their easy
 /// handles and timers) and socket watchers are kept and reused.
+///
+/// Idle connections: libcurl closes a pooled connection the upstream has closed only when a
+/// new transfer starts (it prunes dead connections then, at most once a second; there is no
+/// API to ask for it, curl/curl#22859). After a burst, uvicorn closes its keep-alive sockets
+/// within 5 s and ours would sit in CLOSE-WAIT until the next request. So a multi that has run
+/// no transfer for `configuration.idleSweepMilliseconds` is replaced by a fresh one, which
+/// closes the pool.
 public final class UpstreamMulti: LoopTimerHandler {
     let loop: EventLoop
-    let multi: UnsafeMutableRawPointer
+    /// Replaced (never while a transfer runs) by the idle sweep.
+    private(set) var multi: UnsafeMutableRawPointer
     let configuration: UpstreamClientConfiguration
     private var timer: LoopTimer!
     /// curl asked for its timeout to be handled "now" (timeout 0, e.g. on every add): done
@@ -31,14 +39,32 @@ public final class UpstreamMulti: LoopTimerHandler {
     private var idleTransfers: [UpstreamTransfer] = []
     /// Transfers started and not yet finished or cancelled.
     public private(set) var activeTransfers = 0
+    private var sweepTimer: LoopTimer!
+    private let sweepHandler = IdleSweep()
+    /// When the last transfer ended (coarse monotonic milliseconds).
+    private var lastActivity: UInt64 = 0
+    /// Set while the pool is being closed: curl's callbacks then concern sockets already let go.
+    private var sweeping = false
+    /// Idle sweeps done (for tests).
+    public private(set) var sweeps = 0
 
     public init(loop: EventLoop, configuration: UpstreamClientConfiguration = .init()) {
         CurlGlobal.initialise()
         self.loop = loop
         self.configuration = configuration
-        guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed (out of memory)") }
-        self.multi = multi
+        multi = Self.makeMulti()
         timer = LoopTimer(loop: loop, handler: self)
+        sweepTimer = LoopTimer(loop: loop, handler: sweepHandler)
+        sweepHandler.multi = self
+        configure()
+    }
+
+    private static func makeMulti() -> UnsafeMutableRawPointer {
+        guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed (out of memory)") }
+        return multi
+    }
+
+    private func configure() {
         let me = Unmanaged.passUnretained(self).toOpaque()
         gh_multi_setopt_socketfunction(multi, socketCallback)
         gh_multi_setopt_ptr(multi, CURLMOPT_SOCKETDATA, me)
@@ -100,6 +126,38 @@ public final class UpstreamMulti: LoopTimerHandler {
     func recycle(_ transfer: UpstreamTransfer) {
         activeTransfers -= 1
         if idleTransfers.count < 256 { idleTransfers.append(transfer) } else { transfer.free() }
+        if activeTransfers == 0 {
+            lastActivity = Monotonic.milliseconds()
+            if !sweepTimer.isArmed { sweepTimer.arm(milliseconds: Int(configuration.idleSweepMilliseconds)) }
+        }
+    }
+
+    /// The sweep timer fired: if no transfer has run for the whole period, the pool is closed
+    /// by replacing the multi; otherwise the timer waits for the rest of the period.
+    fileprivate func sweepIfIdle() {
+        guard activeTransfers == 0, !sockets.isEmpty else { return }
+        let idle = Monotonic.milliseconds() &- lastActivity
+        if idle < configuration.idleSweepMilliseconds {
+            sweepTimer.arm(milliseconds: Int(configuration.idleSweepMilliseconds - idle))
+            return
+        }
+        // The loop lets go of every socket first (curl closes them in the cleanup, and their
+        // numbers may be reused at once), then the old multi and its pool go.
+        for socket in sockets.values { socket.watcher.cancel() }
+        sockets.removeAll()
+        sweeping = true
+        curl_multi_cleanup(multi)
+        sweeping = false
+        timer.disarm()
+        timeoutDue = false
+        multi = Self.makeMulti()
+        configure()
+        sweeps += 1
+    }
+
+    private final class IdleSweep: LoopTimerHandler {
+        unowned(unsafe) var multi: UpstreamMulti?
+        func timerFired(_ timer: LoopTimer) { multi?.sweepIfIdle() }
     }
 
     public func timerFired(_ timer: LoopTimer) {
@@ -111,6 +169,7 @@ public final class UpstreamMulti: LoopTimerHandler {
     // MARK: curl's callbacks (loop thread, from inside curl calls)
 
     fileprivate func watch(socket: Int32, what: Int32) {
+        if sweeping { return }
         let watcher: CurlSocket
         if let known = sockets[socket] {
             watcher = known
@@ -129,6 +188,7 @@ public final class UpstreamMulti: LoopTimerHandler {
     }
 
     fileprivate func setTimer(milliseconds: Int) {
+        if sweeping { return }
         if milliseconds < 0 {
             timer.disarm()
         } else if milliseconds == 0 {

@@ -81,6 +81,10 @@ public struct UpstreamClientConfiguration: Sendable {
     /// keep-alive connections after 5 s; a streamed upload that lands on a connection the
     /// server is closing cannot be rewound, so we stay below that.
     public var maxConnectionAgeSeconds: Int = 4
+    /// A multi that has run no transfer this long closes its pooled connections
+    /// (`UpstreamMulti`'s idle sweep); they are older than `maxConnectionAgeSeconds` by then,
+    /// so nothing reusable is lost.
+    public var idleSweepMilliseconds: UInt64 = 6_000
     /// Bytes buffered per direction before the producer is paused (backpressure).
     public var highWaterMark: Int = 256 * 1024
     public var lowWaterMark: Int = 64 * 1024

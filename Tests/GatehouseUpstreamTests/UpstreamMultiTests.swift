@@ -178,6 +178,33 @@ import Testing
         }
     }
 
+    /// libcurl closes a pooled connection the server has closed only when a new transfer
+    /// starts; an idle multi closes its pool itself (no CLOSE-WAIT sockets after a burst), and
+    /// the next request simply opens a new connection.
+    @Test func anIdleMultiClosesItsPooledConnections() throws {
+        try TestServer.with { server in
+            let loop = try EventLoop()
+            var configuration = UpstreamClientConfiguration()
+            configuration.idleSweepMilliseconds = 150
+            let multi = UpstreamMulti(loop: loop, configuration: configuration)
+            let first = Recorder(loop: loop)
+            _ = multi.start(request(server.origin, "/one"), delegate: first)
+            run(loop, multi)
+            #expect(first.succeeded, "\(first.finished)")
+            #expect(multi.sweeps == 0)
+            linger(loop, multi, milliseconds: 400)
+            #expect(multi.sweeps == 1, "the pool was closed once the multi had been idle")
+            linger(loop, multi, milliseconds: 300)
+            #expect(multi.sweeps == 1, "nothing more to close")
+            let second = Recorder(loop: loop)
+            _ = multi.start(request(server.origin, "/two"), delegate: second)
+            run(loop, multi)
+            #expect(second.succeeded, "\(second.finished)")
+            #expect(String(decoding: second.body, as: UTF8.self) == "GET /two p ")
+            #expect(server.connections == 2, "the second request needed a new connection")
+        }
+    }
+
     @Test func concurrentTransfersAllComplete() throws {
         try TestServer.with { server in
             let loop = try EventLoop()
