@@ -72,7 +72,8 @@ bench: venv release
 	GATEHOUSE_BIN=$(RELEASE_BIN) $(VENV)/bin/python bench/memory.py
 	$(PY) $(PKG)/bench.py
 
-## fuzz: libFuzzer on the JWT and JWKS parsers (FUZZ_SECONDS per target, default 60).
+## fuzz: libFuzzer on the JWT, JWKS, HTTP/1.1 request and route-rules parsers (FUZZ_SECONDS per target, default 60;
+## FUZZ_SANITIZE=address,undefined, FUZZ_KEEP=1, FUZZ_TARGETS: see scripts/fuzz.sh).
 fuzz: deps
 	scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
 
@@ -93,4 +94,4 @@ chaos: deps venv release
 	GATEHOUSE_BIN=$(RELEASE_BIN) $(PY) Tests/soak/chaos.py
 
 clean:
-	rm -rf .build .build-fuzz .build-fuzzreplay $(VENV)
+	rm -rf .build .build-fuzz .build-fuzz-* .build-fuzzreplay $(VENV)

@@ -67,6 +67,7 @@ let package = Package(
         .executableTarget(name: "FuzzTokenParser", dependencies: ["JOSE", "FuzzSupport"], path: "Fuzz/TokenParser"),
         .executableTarget(name: "FuzzJWKSParser", dependencies: ["JOSE", "FuzzSupport"], path: "Fuzz/JWKSParser"),
         .executableTarget(name: "FuzzHTTP1Parser", dependencies: ["HTTP1", "FuzzSupport"], path: "Fuzz/HTTP1Parser"),
+        .executableTarget(name: "FuzzRulesParser", dependencies: ["GatehouseProxy", "FuzzSupport"], path: "Fuzz/RulesParser"),
         .target(
             name: "GatehouseUpstream",
             dependencies: [

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerates the seed corpora in Fuzz/corpus/{token,jwks}/ (standard library only).
+"""Regenerates the seed corpora in Fuzz/corpus/{token,jwks}/ (standard library only); the
+inputs fuzzing added (SHA-1 names) and crash reproducers (crash-*) stay.
 
 Seeds come from Tests/Fixtures/better-auth-1.4-examples.json (found relative to this
 file, like Tests/JOSETests/Support.swift) plus hand-made malformed and edge-case
@@ -11,9 +12,10 @@ expectation. Usage: python3 Fuzz/generate_corpus.py
 import base64
 import json
 import pathlib
-import shutil
+import re
 
 HERE = pathlib.Path(__file__).resolve().parent
+KEPT = re.compile(r"^(?:[0-9a-f]{40}|crash-.+)$")
 
 
 def project_fixture():
@@ -225,11 +227,17 @@ def main():
     fx = project_fixture()
     for kind, build in [("token", token_corpus), ("jwks", jwks_corpus)]:
         directory = HERE / "corpus" / kind
-        shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True)
+        directory.mkdir(parents=True, exist_ok=True)
+        # Inputs the fuzzers added (SHA-1 names, `FUZZ_KEEP=1 scripts/fuzz.sh`) and crash
+        # reproducers (`crash-*`) are regression inputs: kept. Only the seeds are rewritten.
+        kept = [f for f in directory.iterdir() if KEPT.match(f.name)]
+        for f in directory.iterdir():
+            if f not in kept:
+                f.unlink()
         build(fx, directory)
         files = list(directory.iterdir())
-        print(f"{directory.relative_to(HERE.parent)}: {len(files)} files, {sum(f.stat().st_size for f in files)} bytes")
+        print(f"{directory.relative_to(HERE.parent)}: {len(files) - len(kept)} seeds + {len(kept)} kept, "
+              f"{sum(f.stat().st_size for f in files)} bytes")
 
 
 if __name__ == "__main__":

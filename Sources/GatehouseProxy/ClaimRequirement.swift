@@ -12,23 +12,27 @@ import JOSE
 ///
 /// `claim` may be a dot path into nested objects (`org.role=owner`), as in
 /// `GATEHOUSE_CLAIM_HEADERS`. A missing claim, `null`, or an object never satisfies a requirement.
-struct ClaimRequirement: Sendable, Equatable, CustomStringConvertible {
-    var claim: [String]
-    var kind: Kind
-    var value: String
+package struct ClaimRequirement: Sendable, Equatable, CustomStringConvertible {
+    package var claim: [String]
+    package var kind: Kind
+    package var value: String
 
-    enum Kind: Character, Sendable {
+    package enum Kind: Character, Sendable {
         case equals = "="
         case containsWord = "~"
     }
 
-    static func parse(_ text: Substring) throws(RoutePattern.ParseError) -> ClaimRequirement {
-        guard let op = text.firstIndex(where: { $0 == "=" || $0 == "~" }), let kind = Kind(rawValue: text[op]) else {
+    package static func parse(_ text: Substring) throws(RoutePattern.ParseError) -> ClaimRequirement {
+        // Among Unicode scalars, as the route patterns: a combining or prepended mark must not
+        // hide an operator or a dot in one `Character`.
+        guard let op = text.unicodeScalars.firstIndex(where: { $0 == "=" || $0 == "~" }),
+            let kind = Kind(rawValue: Character(text.unicodeScalars[op]))
+        else {
             throw RoutePattern.ParseError(reason: "a requirement is claim=value or claim~value")
         }
-        let name = text[..<op]
-        let value = text[text.index(after: op)...]
-        let path = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        let name = Substring(text.unicodeScalars[..<op])
+        let value = Substring(text.unicodeScalars[text.unicodeScalars.index(after: op)...])
+        let path = name.unicodeScalars.split(separator: ".", omittingEmptySubsequences: false).map { String(Substring($0)) }
         guard !name.isEmpty, path.allSatisfy({ !$0.isEmpty }) else {
             throw RoutePattern.ParseError(reason: "missing claim name before \(kind.rawValue)")
         }
@@ -69,5 +73,5 @@ struct ClaimRequirement: Sendable, Equatable, CustomStringConvertible {
         return number
     }
 
-    var description: String { claim.joined(separator: ".") + String(kind.rawValue) + value }
+    package var description: String { claim.joined(separator: ".") + String(kind.rawValue) + value }
 }

@@ -26,14 +26,14 @@
 /// - **Case is kept**: paths are case-sensitive (RFC 3986 §6.2.2.1 only folds scheme and
 ///   host), as are Starlette's routes, so `/ADMIN` does not match `/admin/**` — and FastAPI
 ///   answers it 404 unless a route of its own matches that spelling.
-struct RoutePath: Sendable, Equatable, CustomStringConvertible {
+package struct RoutePath: Sendable, Equatable, CustomStringConvertible {
     /// Decoded segments; the root `/` has none. Invalid UTF-8 decodes to U+FFFD, as in Starlette.
-    var segments: [String]
+    package var segments: [String]
     /// Whether the path ends in `/` after at least one segment (`/a/`; the root does not count).
-    var trailingSlash = false
+    package var trailingSlash = false
 
     /// Why a path cannot be matched unambiguously (answered 400).
-    enum Problem: Error, Sendable, Equatable, CustomStringConvertible {
+    package enum Problem: Error, Sendable, Equatable, CustomStringConvertible {
         case notAbsolute
         case invalidEscape
         case encodedSeparator
@@ -42,7 +42,7 @@ struct RoutePath: Sendable, Equatable, CustomStringConvertible {
         case emptySegment
         case controlCharacter
 
-        var description: String {
+        package var description: String {
             switch self {
             case .notAbsolute: return "the path must start with /"
             case .invalidEscape: return "% must be followed by two hex digits"
@@ -56,8 +56,9 @@ struct RoutePath: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// `target` is the request target; a query (after `?`) is ignored.
-    static func parse(_ target: Substring) throws(Problem) -> RoutePath {
-        let path = target.prefix { $0 != "?" }
+    package static func parse(_ target: Substring) throws(Problem) -> RoutePath {
+        // Unicode scalars, not `Character`s, as `RoutePattern.parse` (the same for an ASCII target).
+        let path = target.unicodeScalars.prefix { $0 != "?" }
         guard path.first == "/" else { throw .notAbsolute }
         var raw = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
         let trailingSlash = raw.count > 1 && raw.last?.isEmpty == true
@@ -65,13 +66,13 @@ struct RoutePath: Sendable, Equatable, CustomStringConvertible {
         var segments: [String] = []
         segments.reserveCapacity(raw.count)
         for segment in raw {
-            segments.append(try decodeSegment(segment))
+            segments.append(try decodeSegment(Substring(segment)))
         }
         return RoutePath(segments: segments, trailingSlash: trailingSlash)
     }
 
     /// One segment, percent-decoded; refuses what `parse` documents.
-    static func decodeSegment(_ raw: Substring) throws(Problem) -> String {
+    package static func decodeSegment(_ raw: Substring) throws(Problem) -> String {
         guard !raw.isEmpty else { throw .emptySegment }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(raw.utf8.count)
@@ -108,5 +109,5 @@ struct RoutePath: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    var description: String { "/" + segments.joined(separator: "/") }
+    package var description: String { "/" + segments.joined(separator: "/") }
 }

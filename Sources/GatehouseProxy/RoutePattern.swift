@@ -9,15 +9,15 @@ import GatehouseUpstream
 /// slash; `matchesExactly` (for patterns that relax the default) does not. Without a method it matches every method; `GET` also matches
 /// `HEAD`, which RFC 9110 §9.3.2 defines as GET without the body (and which Starlette routes to
 /// GET handlers), so a rule on `GET` cannot be dodged with `HEAD`.
-struct RoutePattern: Sendable, Equatable, CustomStringConvertible {
-    var method: String?
-    var segments: [Segment]
+package struct RoutePattern: Sendable, Equatable, CustomStringConvertible {
+    package var method: String?
+    package var segments: [Segment]
     /// As written in the configuration (for messages and `check-config`).
-    var text: String
+    package var text: String
     /// Whether the path was written with a trailing slash (`/a/`).
-    var trailingSlash = false
+    package var trailingSlash = false
 
-    enum Segment: Sendable, Equatable {
+    package enum Segment: Sendable, Equatable {
         case literal(String)
         /// `*`: one whole segment.
         case one
@@ -26,13 +26,17 @@ struct RoutePattern: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// A pattern that cannot be parsed; `reason` says why, in words.
-    struct ParseError: Error, Sendable, Equatable {
-        var reason: String
+    package struct ParseError: Error, Sendable, Equatable {
+        package var reason: String
     }
 
     /// Parses `[METHOD ]/path` (surrounding spaces ignored).
-    static func parse(_ text: Substring) throws(ParseError) -> RoutePattern {
-        let words = text.split(whereSeparator: { $0 == " " || $0 == "\t" })
+    ///
+    /// Separators are found among Unicode scalars, not `Character`s: a combining mark after
+    /// `/` (`/a/\u{301}b`) or a prepended mark before it would otherwise hide it in one
+    /// grapheme cluster, and a literal segment could hold a `/` that no request path decodes to.
+    package static func parse(_ text: Substring) throws(ParseError) -> RoutePattern {
+        let words = text.unicodeScalars.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(Substring.init)
         let method: Substring?
         let path: Substring
         switch words.count {
@@ -46,11 +50,11 @@ struct RoutePattern: Sendable, Equatable, CustomStringConvertible {
                 throw ParseError(reason: "the method must be upper-case letters such as GET (methods are case-sensitive)")
             }
         }
-        guard path.first == "/" else { throw ParseError(reason: "the path must start with /") }
-        if let bad = path.first(where: { "?#,;".contains($0) || $0.isWhitespace }) {
+        guard path.unicodeScalars.first == "/" else { throw ParseError(reason: "the path must start with /") }
+        if let bad = path.unicodeScalars.first(where: { "?#,;".unicodeScalars.contains($0) || $0.properties.isWhitespace }) {
             throw ParseError(reason: "\(bad) is not allowed in a pattern")
         }
-        var raw = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
+        var raw = path.unicodeScalars.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map(Substring.init)
         let trailingSlash = raw.count > 1 && raw.last?.isEmpty == true
         if raw.last?.isEmpty == true { raw.removeLast() }
         var segments: [Segment] = []
@@ -61,7 +65,7 @@ struct RoutePattern: Sendable, Equatable, CustomStringConvertible {
                 guard !segments.contains(.any) else { throw ParseError(reason: "at most one ** per pattern") }
                 segments.append(.any)
             default:
-                guard !segment.contains("*") else { throw ParseError(reason: "* and ** must be whole segments") }
+                guard !segment.unicodeScalars.contains("*") else { throw ParseError(reason: "* and ** must be whole segments") }
                 do throws(RoutePath.Problem) {
                     segments.append(.literal(try RoutePath.decodeSegment(segment)))
                 } catch {
@@ -70,19 +74,22 @@ struct RoutePattern: Sendable, Equatable, CustomStringConvertible {
             }
         }
         return RoutePattern(
-            method: method.map(String.init), segments: segments, text: String(text.trimmingSpaces()),
+            method: method.map(String.init), segments: segments,
+            // From the first word to the last, among scalars too (`trimmingSpaces` would keep a
+            // blank that a prepended mark joins into one `Character`).
+            text: String(Substring(text.unicodeScalars[words[0].startIndex..<words[words.count - 1].endIndex])),
             trailingSlash: trailingSlash)
     }
 
     /// `matches`, and the trailing slash as written: `/x` opens `/x` but not `/x/`, which
     /// Starlette may route elsewhere (`/x/{rest:path}` with an empty rest). A pattern ending in
     /// `**` opens its whole subtree, so it covers both spellings.
-    func matchesExactly(method requestMethod: String, path: RoutePath) -> Bool {
+    package func matchesExactly(method requestMethod: String, path: RoutePath) -> Bool {
         guard segments.last == .any || trailingSlash == path.trailingSlash else { return false }
         return matches(method: requestMethod, path: path)
     }
 
-    func matches(method requestMethod: String, path: RoutePath) -> Bool {
+    package func matches(method requestMethod: String, path: RoutePath) -> Bool {
         if let method, method != requestMethod, !(method == "GET" && requestMethod == "HEAD") { return false }
         let actual = path.segments
         guard let star = segments.firstIndex(of: .any) else {
@@ -103,5 +110,5 @@ struct RoutePattern: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    var description: String { text }
+    package var description: String { text }
 }

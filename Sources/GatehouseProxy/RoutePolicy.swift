@@ -11,13 +11,13 @@ import GatehouseUpstream
 ///
 /// Where patterns of different variables overlap, the more demanding one wins, so a broad
 /// public or optional pattern can never open a path a rule protects (fail closed).
-struct RoutePolicy: Sendable {
-    struct Rule: Sendable, Equatable, CustomStringConvertible {
-        var pattern: RoutePattern
+package struct RoutePolicy: Sendable {
+    package struct Rule: Sendable, Equatable, CustomStringConvertible {
+        package var pattern: RoutePattern
         /// All must hold; none means "a valid token, whatever its claims".
-        var requirements: [ClaimRequirement]
+        package var requirements: [ClaimRequirement]
 
-        var description: String { ([pattern.text] + requirements.map(\.description)).joined(separator: " ") }
+        package var description: String { ([pattern.text] + requirements.map(\.description)).joined(separator: " ") }
     }
 
     var rules: [Rule] = []
@@ -64,9 +64,9 @@ struct RoutePolicy: Sendable {
         "a ;-separated list of [METHOD ]/path claim=value|claim~value … such as /admin/** role=admin; POST /api/** emailVerified=true"
 
     /// A comma list of patterns (`GATEHOUSE_PUBLIC_PATHS`, `GATEHOUSE_OPTIONAL_AUTH_PATHS`).
-    static func parsePatterns(_ text: String) throws(ConfigurationValueError) -> [RoutePattern] {
+    package static func parsePatterns(_ text: String) throws(ConfigurationValueError) -> [RoutePattern] {
         var patterns: [RoutePattern] = []
-        for item in text.split(separator: ",") where !item.allSatisfy({ $0 == " " || $0 == "\t" }) {
+        for item in text.unicodeScalars.split(separator: ",").map(Substring.init) where !item.allSatisfy({ $0 == " " || $0 == "\t" }) {
             do throws(RoutePattern.ParseError) {
                 patterns.append(try RoutePattern.parse(item))
             } catch {
@@ -77,11 +77,11 @@ struct RoutePolicy: Sendable {
     }
 
     /// `GATEHOUSE_RULES`: `;`-separated `[METHOD ]/path requirement…`.
-    static func parseRules(_ text: String) throws(ConfigurationValueError) -> [Rule] {
+    package static func parseRules(_ text: String) throws(ConfigurationValueError) -> [Rule] {
         var rules: [Rule] = []
-        for item in text.split(separator: ";") where !item.allSatisfy({ $0 == " " || $0 == "\t" }) {
-            let words = item.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            let pathIndex = words.first?.first == "/" ? 0 : 1
+        for item in text.unicodeScalars.split(separator: ";").map(Substring.init) where !item.allSatisfy({ $0 == " " || $0 == "\t" }) {
+            let words = item.unicodeScalars.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(Substring.init)
+            let pathIndex = words.first?.unicodeScalars.first == "/" ? 0 : 1
             do throws(RoutePattern.ParseError) {
                 guard words.count > pathIndex else {
                     throw RoutePattern.ParseError(reason: "expected [METHOD ]/path followed by requirements")
@@ -102,7 +102,7 @@ struct RoutePolicy: Sendable {
 }
 
 /// A configuration value that failed to parse: which part, and why.
-struct ConfigurationValueError: Error, Sendable, Equatable {
-    var offending: String
-    var reason: String
+package struct ConfigurationValueError: Error, Sendable, Equatable {
+    package var offending: String
+    package var reason: String
 }

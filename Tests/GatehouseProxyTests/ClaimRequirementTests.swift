@@ -49,4 +49,16 @@ import Testing
         let parsed = try ClaimRequirement.parse("scope~a=b")
         #expect(parsed.claim == ["scope"] && parsed.kind == .containsWord && parsed.value == "a=b")
     }
+
+    /// The operator and the dots are found among Unicode scalars (found by Fuzz/RulesParser): a
+    /// prepended mark (U+0600) before `.` or `=`, or a combining one after `=`, forms one
+    /// `Character` with it and hid the dot path or the operator.
+    @Test func operatorAndDotsAreFoundAmongUnicodeScalars() throws {
+        let nested = try ClaimRequirement.parse("org\u{600}.role=owner")
+        #expect(nested.claim == ["org\u{600}", "role"] && nested.value == "owner")
+        let beforeOperator = try ClaimRequirement.parse("role\u{600}=admin")
+        #expect(beforeOperator.claim == ["role\u{600}"] && beforeOperator.kind == .equals && beforeOperator.value == "admin")
+        let afterOperator = try ClaimRequirement.parse("role~\u{301}x")
+        #expect(afterOperator.claim == ["role"] && afterOperator.kind == .containsWord && afterOperator.value == "\u{301}x")
+    }
 }

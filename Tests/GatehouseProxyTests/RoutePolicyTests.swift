@@ -183,4 +183,23 @@ import Testing
     func ruleErrors(_ text: String, _ reason: String) {
         #expect(throws: ConfigurationValueError(offending: text, reason: reason)) { try RoutePolicy.parseRules("/ok; " + text) }
     }
+
+    /// Separators are found among Unicode scalars (found by Fuzz/RulesParser): a combining mark
+    /// after `/` (U+031E) or a prepended one before `/`, `,`, `;` or `?` (U+0600) forms one
+    /// `Character` with it. Split by `Character`s, `POST /admin/\u{31E}dmin` was one literal
+    /// segment holding a `/` that no request path decodes to (the rule never matched), and
+    /// `/a\u{600},/b` one pattern instead of two.
+    @Test func separatorsAreFoundAmongUnicodeScalars() throws {
+        let pattern = try RoutePattern.parse("POST /admin/\u{31E}dmin")
+        #expect(pattern.segments == [.literal("admin"), .literal("\u{31E}dmin")])
+        #expect(pattern.matches(method: "POST", path: try RoutePath.parse("/admin/%CC%9Edmin")))
+        #expect(try RoutePolicy.parsePatterns("/a\u{600},/b").map(\.segments) == [[.literal("a\u{600}")], [.literal("b")]])
+        #expect(try RoutePolicy.parseRules("/a\u{600};/b role=x").map(\.description) == ["/a\u{600}", "/b role=x"])
+        #expect(throws: RoutePattern.ParseError(reason: "* and ** must be whole segments")) { try RoutePattern.parse("/*\u{301}") }
+        #expect(throws: RoutePattern.ParseError(reason: "? is not allowed in a pattern")) { try RoutePattern.parse("/a\u{600}?b") }
+        #expect(try RoutePath.parse("/a/\u{301}b").segments == ["a", "\u{301}b"])
+        // the text is trimmed among scalars too: U+0600 and a space are one `Character`
+        #expect(try RoutePolicy.parsePatterns(",/+\u{600} ,").map(\.text) == ["/+\u{600}"])
+        #expect(try RoutePattern.parse("\tGET  /x\u{600} ").text == "GET  /x\u{600}")
+    }
 }
