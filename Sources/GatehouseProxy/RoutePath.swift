@@ -1,3 +1,5 @@
+import JOSE
+
 /// A request path as route patterns see it: its segments, percent-decoded the way FastAPI's
 /// router (Starlette) decodes them before it routes.
 ///
@@ -80,7 +82,7 @@ package struct RoutePath: Sendable, Equatable, CustomStringConvertible {
         while let byte = iterator.next() {
             switch byte {
             case UInt8(ascii: "%"):
-                guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
+                guard let high = iterator.next().flatMap(PercentEncoding.hexValue), let low = iterator.next().flatMap(PercentEncoding.hexValue) else {
                     throw .invalidEscape
                 }
                 let decoded = high << 4 | low
@@ -98,15 +100,6 @@ package struct RoutePath: Sendable, Equatable, CustomStringConvertible {
         }
         if bytes == [0x2e] || bytes == [0x2e, 0x2e] { throw .dotSegment }
         return String(decoding: bytes, as: UTF8.self)
-    }
-
-    static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 
     package var description: String { "/" + segments.joined(separator: "/") }

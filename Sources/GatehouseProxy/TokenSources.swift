@@ -2,6 +2,7 @@ import HTTPTypes
 import GatehouseUpstream
 
 import GatehouseAuth
+import JOSE
 
 /// Where a request's credential may be: `Authorization: Bearer` (RFC 6750 §2.1, scheme
 /// case-insensitive), and — opt-in, for browser `EventSource`/WebSocket clients that cannot set
@@ -135,7 +136,7 @@ struct TokenSources: Sendable {
             if utf8[i] == UInt8(ascii: "+") {
                 bytes.append(UInt8(ascii: " "))
             } else if utf8[i] == UInt8(ascii: "%"), i + 2 < utf8.count,
-                let high = RoutePath.hexValue(utf8[i + 1]), let low = RoutePath.hexValue(utf8[i + 2])
+                let high = PercentEncoding.hexValue(utf8[i + 1]), let low = PercentEncoding.hexValue(utf8[i + 2])
             {
                 bytes.append(high << 4 | low)
                 i += 2
