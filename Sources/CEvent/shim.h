@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <malloc.h>
 
 #include <event2/event.h>
 
@@ -28,6 +29,9 @@ extern int gh_pthread_setname_np(pthread_t thread, const char *name) __asm__("pt
 
 /// accept4's flags for a new connection: non-blocking, closed on exec.
 static const int GH_ACCEPT_FLAGS = SOCK_NONBLOCK | SOCK_CLOEXEC;
+
+// malloc_trim (HeapTrim): glibc's <malloc.h>, which Swift's Glibc module does not include; it
+// comes in with the include above.
 
 static const int GH_EFD_NONBLOCK = EFD_NONBLOCK;
 static const int GH_EFD_CLOEXEC = EFD_CLOEXEC;

@@ -23,6 +23,8 @@ public struct GatehouseConfiguration: Sendable {
     public var workers = 1
     public var shutdownDelay: Duration
     public var shutdownTimeout: Duration
+    /// How often freed heap memory goes back to the kernel (`HeapTrim`); zero: never.
+    public var memoryTrimInterval: Duration = .seconds(10)
     public var logLevel: Logger.Level
     public var logFormat: LogFormat
     /// Token verification; nil only with `GATEHOUSE_AUTH=off`.
@@ -72,6 +74,7 @@ public struct GatehouseConfiguration: Sendable {
         ("GATEHOUSE_WORKERS", "auto", "event-loop workers; auto: the CPUs this process may use (affinity, capped by the cgroup's cpu.max)"),
         ("GATEHOUSE_SHUTDOWN_DELAY", "5s", "after SIGTERM, time /readyz reports 503 while traffic is still served"),
         ("GATEHOUSE_SHUTDOWN_TIMEOUT", "25s", "after the delay, time in-flight requests get to finish before they are closed"),
+        ("GATEHOUSE_MEMORY_TRIM_INTERVAL", "10s", "how often memory freed after a burst is given back to the system (0 = never)"),
         ("GATEHOUSE_LOG_LEVEL", "info", "trace, debug, info, notice, warning, error or critical"),
         ("GATEHOUSE_LOG_FORMAT", "json (text on a terminal)", "json: one object per line; text: human-readable"),
         ("GATEHOUSE_AUTH", "jwt", "jwt: requests need a valid token (see the route rules); off: proxy only, for development (warned at startup)"),
@@ -145,6 +148,8 @@ public struct GatehouseConfiguration: Sendable {
         }
         let delay = reader.value("GATEHOUSE_SHUTDOWN_DELAY", default: "5s", expected: DurationValue.expected, DurationValue.parse)
         let shutdownTimeout = reader.value("GATEHOUSE_SHUTDOWN_TIMEOUT", default: "25s", expected: DurationValue.expected, DurationValue.parse)
+        let trimInterval = reader.value(
+            "GATEHOUSE_MEMORY_TRIM_INTERVAL", default: "10s", expected: DurationValue.expected, DurationValue.parse)
         let level = reader.value("GATEHOUSE_LOG_LEVEL", default: "info", expected: "one of trace, debug, info, notice, warning, error, critical") {
             Logger.Level(rawValue: $0.lowercased())
         }
@@ -221,6 +226,7 @@ public struct GatehouseConfiguration: Sendable {
             cors: CORSPolicy(allowedOrigins: origins, allowCredentials: credentials, preflight: preflight),
             unknownVariables: unknown)
         configuration.maxConnections = maxConnections
+        if let trimInterval { configuration.memoryTrimInterval = trimInterval }
         configuration.sessions = sessions
         if let (secrets, source) = identitySecret {
             configuration.identitySignature = IdentitySignature(
@@ -250,6 +256,7 @@ public struct GatehouseConfiguration: Sendable {
             ("GATEHOUSE_WORKERS", String(workers)),
             ("GATEHOUSE_SHUTDOWN_DELAY", shutdownDelay.settingText),
             ("GATEHOUSE_SHUTDOWN_TIMEOUT", shutdownTimeout.settingText),
+            ("GATEHOUSE_MEMORY_TRIM_INTERVAL", memoryTrimInterval.settingText),
             ("GATEHOUSE_LOG_LEVEL", logLevel.rawValue),
             ("GATEHOUSE_LOG_FORMAT", logFormat.rawValue),
         ] + authSettings + sessionSettings + identitySettings + routeSettings

@@ -74,6 +74,17 @@ import Testing
         #expect((try? load(["GATEHOUSE_SHUTDOWN_DELAY": "0"]).get())?.shutdownDelay == .zero)
     }
 
+    @Test func memoryTrimIntervalDefaultsToTenSecondsAndZeroTurnsItOff() {
+        #expect((try? load([:]).get())?.memoryTrimInterval == .seconds(10))
+        #expect((try? load(["GATEHOUSE_MEMORY_TRIM_INTERVAL": "0"]).get())?.memoryTrimInterval == .zero)
+        #expect((try? load(["GATEHOUSE_MEMORY_TRIM_INTERVAL": "2500ms"]).get())?.memoryTrimInterval == .milliseconds(2500))
+        guard case .failure(let error) = load(["GATEHOUSE_MEMORY_TRIM_INTERVAL": "often"]) else {
+            Issue.record("a malformed interval was accepted")
+            return
+        }
+        #expect(error.problems.map(\.variable) == ["GATEHOUSE_MEMORY_TRIM_INTERVAL"])
+    }
+
     @Test func upstreamWithPathPrefix() throws {
         let configuration = try GatehouseConfiguration.load(environment: [
             "GATEHOUSE_UPSTREAM": "HTTP://api.internal:8000/v1/", "GATEHOUSE_AUTH": "off",

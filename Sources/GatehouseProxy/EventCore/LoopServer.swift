@@ -116,6 +116,7 @@ final class ControlLoop: SignalHandler, LoopTimerHandler, LoopWakeHandler {
     private let delay: Duration
     private let timeout: Duration
     private var refresher: JWKSRefresher?
+    private var heapTrim: HeapTrim!
     private var signals: [SignalWatcher] = []
     private var drainTimer: LoopTimer!
     private var waker: LoopWaker!
@@ -144,6 +145,7 @@ final class ControlLoop: SignalHandler, LoopTimerHandler, LoopWakeHandler {
         delay = configuration.shutdownDelay
         timeout = configuration.shutdownTimeout
         drainTimer = LoopTimer(loop: loop, handler: self)
+        heapTrim = HeapTrim(loop: loop, interval: configuration.memoryTrimInterval, logger: logger)
         waker = try LoopWaker(loop: loop, handler: self)
         signals = [SignalWatcher(loop: loop, signal: SIGTERM, handler: self),
                    SignalWatcher(loop: loop, signal: SIGINT, handler: self)]
@@ -203,6 +205,7 @@ final class ControlLoop: SignalHandler, LoopTimerHandler, LoopWakeHandler {
     private func finish() {
         phase = .done
         drainTimer.disarm()
+        heapTrim.stop()
         refresher?.stop()
         // The signal watchers stay until this object goes (after the workers are joined): a
         // second SIGTERM meanwhile is absorbed, not the default action that kills the process.
