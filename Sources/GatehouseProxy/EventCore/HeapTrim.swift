@@ -16,9 +16,10 @@ import Logging
 /// (`madvise(MADV_DONTNEED)`), so the resident size comes back down to what is live.
 ///
 /// Cost: the walk holds each arena's lock for as long as it takes to visit that arena's free
-/// chunks (tens to hundreds of microseconds for a heap of tens of MiB), and pages that are
-/// used again fault back in. Once every few seconds that is far below a request's cost per
-/// second of load; `0` turns it off.
+/// chunks, and pages that are used again fault back in. Measured between bursts of 150 SSE
+/// streams, 300 GETs and four 4 MiB uploads, trimming every second: 0.2–1.2 ms per call
+/// (median 0.58 ms, 61 calls, a busy 2-core machine). Every 10 s that is under 0.01 % of a
+/// core, and a worker's allocation waits at most that long once per interval; `0` turns it off.
 ///
 /// Threading: lives on the control loop's thread, like the rest of `ControlLoop`.
 final class HeapTrim: LoopTimerHandler {
