@@ -81,15 +81,16 @@ fuzz: deps
 deploy-check: deps venv
 	$(PY) -m pytest Tests/deploy -q -p no:cacheprovider
 
-## soak: issue #16's mixed workload (valid tokens of all five algorithms, refusals, uploads and
-## downloads up to 64 MiB, SSE, WebSockets, key rotation every 60 s) against the release binary for
+## soak: issue #16's mixed workload (valid tokens of all five algorithms, Better Auth sessions as
+## cookie and bearer, refusals, uploads and downloads up to 64 MiB, SSE, WebSockets, key rotation every 60 s) against the release binary for
 ## SOAK_SECONDS (default 600); pass table, report and plot in Tests/soak/reports/.
 soak: deps venv release
 	GATEHOUSE_BIN=$(RELEASE_BIN) SOAK_SECONDS=$(or $(SOAK_SECONDS),600) $(PY) Tests/soak/soak.py
 
 ## chaos: the soak workload at a lower rate while faults are injected (upstream killed, issuer down,
 ## 500 / garbage / 101 keys, kid flood, late upstream, idle + slowloris connections, abandoned 1 GiB
-## upload, SIGTERM), each expected outcome asserted; CHAOS_QUICK=1 for the 3-minute subset.
+## upload, then all of them at once for 60 s, SIGTERM), each expected outcome asserted;
+## CHAOS_QUICK=1 for the 3-minute subset.
 chaos: deps venv release
 	GATEHOUSE_BIN=$(RELEASE_BIN) $(PY) Tests/soak/chaos.py
 

@@ -1,17 +1,20 @@
 """What the soak and chaos drivers share: the processes (issuer, uvicorn upstream, gatehouse),
-the signing keys and tokens, the request classes with their expected answers, the recorder,
+the signing keys and tokens, the pool of Better Auth sessions, the request classes with their expected answers, the recorder,
 the per-second sampler of gatehouse's RSS / fds / threads, and the report (Markdown, JSON, PNG).
 
-Everything talks to 127.0.0.1 only. No token is ever printed or written: results carry the
-class, status and a short reason; the report directory is scanned for minted tokens at the end.
+Everything talks to 127.0.0.1 only. No token or session credential is ever printed or written: results carry
+the class, status and a short reason; the report directory is scanned at the end for every minted
+token, every session token and signature, and every made-up session cookie.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import base64
 import errno
 import hashlib
+import hmac
 import json
 import math
 import os
@@ -20,6 +23,7 @@ import re
 import resource
 import signal
 import socket
+import string
 import subprocess
 import sys
 import time
@@ -27,6 +31,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -421,6 +426,139 @@ def bearer(token: str | None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------
+# Better Auth sessions
+
+SESSION_COOKIE = "better-auth.session_token"  # gatehouse's name for it with BETTER_AUTH_URL http://
+SESSION_UNAVAILABLE = "Authentication service unavailable"
+_ALNUM = string.ascii_letters + string.digits
+
+
+def session_cookie(value: str, others: bool = False) -> dict:
+    """The Cookie header a browser sends (optionally among other cookies of the site)."""
+    cookie = f"{SESSION_COOKIE}={value}"
+    return {"cookie": f"theme=dark; {cookie}; lang=en" if others else cookie}
+
+
+@dataclass
+class PooledSession:
+    """A session the issuer created (loopback, test credentials; never printed or written)."""
+
+    id: str
+    user_id: str
+    token: str
+    signature: str
+    value: str  # encodeURIComponent(token.signature): the cookie value and the bearer value
+    expires_at: float  # epoch seconds
+
+
+class SessionPool:
+    """The driver's Better Auth sessions: `size` live sessions, each created (POST /sessions on
+    the issuer's control listener) with its own lifetime drawn from `lifetime` seconds. A session
+    is used only while at least `margin` seconds of it are left (a request started then reaches
+    gatehouse well before `expiresAt`, even at the short-request deadline); past that it is
+    retired and a new one takes its place, so over a run sessions come and go (new credentials:
+    lookups) while the live ones are asked for again and again (cache hits).
+
+    For the cache bound, every use is noted per credential (session id and kind, "cookie" or
+    "bearer": gatehouse caches the two apart): first start and last end, in monotonic time.
+    `secrets` holds every credential string the pool made (tokens, signatures in both
+    encodings, made-up cookie tokens) for the leak scan."""
+
+    def __init__(self, control_url: str, rng: random.Random, size: int = 12,
+                 lifetime: tuple[float, float] = (60.0, 180.0), margin: float = 35.0) -> None:
+        self.control_url = control_url
+        self.rng = rng
+        self.size = size
+        self.lifetime = lifetime
+        self.margin = max(margin, 1.0)
+        self.live: list[PooledSession] = []
+        self.retired = 0
+        self.created = 0
+        self.made_up = 0
+        self.secrets: set[str] = set()
+        self.uses: dict[tuple[str, str], list[float]] = {}  # (id, kind) -> [first start, last end, count]
+        self._rogue_secret = os.urandom(32)
+        self._lock = asyncio.Lock()
+
+    def _remember(self, token: str, signature: str) -> None:
+        self.secrets.update((token, signature, quote(signature, safe="")))
+
+    async def create(self, client: httpx.AsyncClient, n: int = 1, ttl: float | None = None) -> list[PooledSession]:
+        """Creates `n` sessions (each with a lifetime from the range unless `ttl`) on the issuer."""
+        made = []
+        for _ in range(n):
+            seconds = ttl if ttl is not None else self.rng.uniform(*self.lifetime)
+            response = await client.post(f"{self.control_url}/sessions", params={"n": 1, "ttl": f"{seconds:.0f}"}, timeout=10)
+            response.raise_for_status()
+            for item in response.json()["sessions"]:
+                session = PooledSession(item["id"], item["user_id"], item["token"], item["signature"], item["value"],
+                                        float(item["expires_at"]))
+                self._remember(session.token, session.signature)
+                made.append(session)
+        self.created += len(made)
+        return made
+
+    def usable(self, session: PooledSession, now: float | None = None) -> bool:
+        return session.expires_at - (now or time.time()) >= self.margin
+
+    async def refresh(self, client: httpx.AsyncClient) -> None:
+        """Retires the sessions too close to their expiry and tops the pool up."""
+        async with self._lock:
+            now = time.time()
+            keep = [x for x in self.live if self.usable(x, now)]
+            self.retired += len(self.live) - len(keep)
+            self.live = keep
+            if len(self.live) < self.size:
+                self.live += await self.create(client, self.size - len(self.live))
+
+    async def maintain_loop(self, client: httpx.AsyncClient, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh(client)
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+
+    async def pick(self, client: httpx.AsyncClient) -> PooledSession:
+        """A live session with at least `margin` seconds left (one is created now if the
+        maintenance loop has fallen behind)."""
+        now = time.time()
+        usable = [x for x in self.live if self.usable(x, now)]
+        if usable:
+            return self.rng.choice(usable)
+        await self.refresh(client)
+        return self.rng.choice(self.live)
+
+    def note(self, session: PooledSession, kind: str, start: float, end: float) -> None:
+        entry = self.uses.get((session.id, kind))
+        if entry is None:
+            self.uses[(session.id, kind)] = [start, end, 1]
+        else:
+            entry[0] = min(entry[0], start)
+            entry[1] = max(entry[1], end)
+            entry[2] += 1
+
+    def made_up_value(self) -> str:
+        """A well-shaped session cookie value nobody issued: a random 32-character token and a
+        correct-looking signature made with a secret that is not the issuer's. Distinct each
+        time, so each costs gatehouse one lookup (then its negative cache holds it)."""
+        token = "".join(self.rng.choice(_ALNUM) for _ in range(32))
+        signature = base64.b64encode(hmac.new(self._rogue_secret, token.encode(), hashlib.sha256).digest()).decode()
+        self._remember(token, signature)
+        self.made_up += 1
+        return quote(f"{token}.{signature}", safe="-_.!~*'()")
+
+    def lookup_bound(self, ttl: float) -> tuple[int, dict[tuple[str, str], int]]:
+        """gatehouse's documented cache, per credential: a live session is trusted for `ttl`
+        after its lookup finished (never past expiresAt, which no use comes near: `margin`), so
+        two lookups of one credential start at least `ttl` apart, and every lookup was caused
+        by a request between the credential's first start and last end. Hence at most
+        ⌊(last end − first start) / ttl⌋ + 1 lookups per credential. (Total, per credential.)"""
+        per = {key: int((end - start) // ttl) + 1 for key, (start, end, _) in self.uses.items()}
+        return sum(per.values()), per
+
+
+# ---------------------------------------------------------------------------------------
 # results
 
 
@@ -457,8 +595,8 @@ class Recorder:
 
 class RequestClass:
     """One kind of request with its expected answer. `run` returns a Result; the runner adds
-    the deadline. A new class (e.g. Better Auth session cookies) is a subclass with a name, a
-    kind ("short", "transfer", "sse", "ws") and a `run`, added to the mix with a weight."""
+    the deadline. A new class (as SessionGet for Better Auth sessions) is a subclass with a
+    name, a kind ("short", "transfer", "sse", "ws") and a `run`, added to the mix with a weight."""
 
     name = "?"
     kind = "short"
@@ -487,6 +625,13 @@ class Context:
     max_in_flight: int = 3000
     # set by the chaos driver: tags added to each result started while a fault is active
     active_tags: set = field(default_factory=set)
+    # set by the chaos driver while it compares latencies: arrivals of these kinds are skipped
+    # (counted as shed "(paused)"), so the comparison is not decided by which of two runs
+    # happened to overlap a 64 MiB transfer hashed by Python on the same two cores
+    paused_kinds: set = field(default_factory=set)
+    # Better Auth sessions (the session classes need it; gatehouse runs with GATEHOUSE_SESSIONS=both)
+    sessions: SessionPool | None = None
+    control: httpx.AsyncClient | None = None  # for the pool's issuer calls
 
     @classmethod
     def create(cls, base_url: str, minter: Minter, recorder: Recorder, **kw) -> "Context":
@@ -502,12 +647,15 @@ class Context:
                                        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8)),
             stream=httpx.AsyncClient(base_url=base_url, timeout=timeout,
                                      limits=httpx.Limits(max_connections=None, max_keepalive_connections=16)),
+            control=httpx.AsyncClient(timeout=10),
             **kw,
         )
 
     async def aclose(self) -> None:
         for client in (self.short, self.transfer, self.stream):
             await client.aclose()
+        if self.control is not None:
+            await self.control.aclose()
 
 
 def _unexpected(cls: str, start: float, expected: Any, response: httpx.Response, body: bytes = b"") -> Result:
@@ -518,7 +666,8 @@ def _unexpected(cls: str, start: float, expected: Any, response: httpx.Response,
 
 class ValidGet(RequestClass):
     """GET with a valid token (repeated from a small pool, or distinct), any of the five
-    algorithms: 200, and FastAPI saw the token's sub as X-User-Id. Latency: to the full body."""
+    algorithms: 200, and FastAPI saw the token's sub as X-User-Id and `X-Auth-Method: jwt`.
+    Latency: to the full body."""
 
     kind = "short"
 
@@ -536,9 +685,66 @@ class ValidGet(RequestClass):
         if response.status_code != 200:
             return _unexpected(self.name, start, 200, response, response.content)
         body = response.json()
-        if body.get("n") != n or body.get("user") != sub:
-            return Result(self.name, start, end, MISMATCH, 200, "echo does not match the request (n or X-User-Id)")
+        if body.get("n") != n or body.get("user") != sub or body.get("method") != "jwt":
+            return Result(self.name, start, end, MISMATCH, 200, "echo does not match the request (n, X-User-Id or X-Auth-Method)")
         return Result(self.name, start, end, OK, 200, latency=end - start, extra={"alg": alg})
+
+
+def _detail(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("detail") if isinstance(body, dict) else None
+
+
+def _session_refusal(name: str, start: float, response: httpx.Response, expected: Any) -> Result:
+    """A session request answered with something other than expected; `extra` keeps what the
+    chaos run's fault windows look at (the status is in `status`): the body's detail and
+    whether Retry-After was sent. Never the credential."""
+    result = _unexpected(name, start, expected, response, response.content)
+    result.extra = {"detail": _detail(response), "retry_after": "retry-after" in response.headers}
+    return result
+
+
+def session_unavailable(r: "Result") -> bool:
+    """The answer gatehouse owes a session it has not cached while Better Auth is down or
+    faulty: 503 {"detail": "Authentication service unavailable"} with Retry-After."""
+    return (r.outcome == UNEXPECTED and r.status == 503 and r.extra.get("detail") == SESSION_UNAVAILABLE
+            and bool(r.extra.get("retry_after")))
+
+
+class SessionGet(RequestClass):
+    """GET with a Better Auth session from the pool, as the session cookie (a browser: GET is a
+    safe method, no Origin needed; sometimes among other cookies) or as the bearer plugin's
+    token (`Authorization: Bearer <value>`): 200, FastAPI saw the session's user id as
+    X-User-Id and `X-Auth-Method: session`, and neither Better Auth's Set-Cookie nor its
+    set-auth-token reached the client. Latency: to the full body."""
+
+    kind = "short"
+
+    def __init__(self, via: str) -> None:
+        assert via in ("cookie", "bearer"), via
+        self.via = via
+        self.name = f"session_{via}"
+
+    async def run(self, ctx: Context, rng: random.Random) -> Result:
+        assert ctx.sessions is not None and ctx.control is not None, "a session class needs Context.sessions"
+        session = await ctx.sessions.pick(ctx.control)
+        headers = session_cookie(session.value, others=rng.random() < 0.5) if self.via == "cookie" else bearer(session.value)
+        n = rng.randrange(1 << 30)
+        start = time.monotonic()
+        response = await ctx.short.get(f"/echo/{self.name}", params={"n": n}, headers=headers)
+        end = time.monotonic()
+        ctx.sessions.note(session, self.via, start, end)
+        if response.status_code != 200:
+            return _session_refusal(self.name, start, response, 200)
+        if response.headers.get_list("set-cookie") or "set-auth-token" in response.headers:
+            return Result(self.name, start, end, MISMATCH, 200, "Better Auth's Set-Cookie / set-auth-token reached the client")
+        body = response.json()
+        if body.get("n") != n or body.get("user") != session.user_id or body.get("method") != "session":
+            return Result(self.name, start, end, MISMATCH, 200, "echo does not match the session (n, X-User-Id or X-Auth-Method)")
+        return Result(self.name, start, end, OK, 200, latency=end - start)
 
 
 REFUSALS = {
@@ -547,6 +753,7 @@ REFUSALS = {
     "refuse_audience": "Invalid token: audience mismatch",
     "refuse_no_token": "Not authenticated",
     "refuse_unknown_kid": "Invalid token: unknown key",
+    "refuse_made_up_session": "Invalid token: session not found",
 }
 
 
@@ -573,16 +780,19 @@ class Refusal(RequestClass):
         return None
 
     async def run(self, ctx: Context, rng: random.Random) -> Result:
-        token = self.token(ctx, rng)
+        if self.name == "refuse_made_up_session":
+            # a well-shaped session cookie Better Auth never issued: one lookup, `null`, 401
+            assert ctx.sessions is not None, "refuse_made_up_session needs Context.sessions"
+            headers = session_cookie(ctx.sessions.made_up_value(), others=rng.random() < 0.5)
+        else:
+            headers = bearer(self.token(ctx, rng))
         start = time.monotonic()
-        response = await ctx.short.get(f"/echo/{self.name}", headers=bearer(token))
+        response = await ctx.short.get(f"/echo/{self.name}", headers=headers)
         end = time.monotonic()
-        detail = None
-        try:
-            detail = response.json().get("detail")
-        except ValueError:
-            pass
+        detail = _detail(response)
         if response.status_code != 401 or detail != self.expected_detail or "www-authenticate" not in response.headers:
+            if self.name == "refuse_made_up_session":
+                return _session_refusal(self.name, start, response, f"401 {self.expected_detail!r}")
             return _unexpected(self.name, start, f"401 {self.expected_detail!r}", response, response.content)
         return Result(self.name, start, end, OK, 401, latency=end - start)
 
@@ -789,15 +999,23 @@ class SlowGet(RequestClass):
         return Result(self.name, start, end, OK, 200, latency=end - start)
 
 
+SESSION_CLASSES = ("session_cookie", "session_bearer", "refuse_made_up_session")
+
+
 def soak_mix() -> list[tuple[RequestClass, float]]:
-    """The issue's mix: 70 % valid GETs, 10 % refusals, 10 % transfers, 5 % SSE, 5 % WebSockets."""
+    """The issue's mix: 70 % valid GETs (25 % repeated JWT, 25 % distinct JWT, 10 % session
+    cookie, 10 % session bearer), 10 % refusals (expired, forged, audience, no token, made-up
+    session cookie: 2 % each), 10 % transfers, 5 % SSE, 5 % WebSockets."""
     return [
-        (ValidGet(repeated=True), 35.0),
-        (ValidGet(repeated=False), 35.0),
-        (Refusal("refuse_expired"), 2.5),
-        (Refusal("refuse_forged"), 2.5),
-        (Refusal("refuse_audience"), 2.5),
-        (Refusal("refuse_no_token"), 2.5),
+        (ValidGet(repeated=True), 25.0),
+        (ValidGet(repeated=False), 25.0),
+        (SessionGet("cookie"), 10.0),
+        (SessionGet("bearer"), 10.0),
+        (Refusal("refuse_expired"), 2.0),
+        (Refusal("refuse_forged"), 2.0),
+        (Refusal("refuse_audience"), 2.0),
+        (Refusal("refuse_no_token"), 2.0),
+        (Refusal("refuse_made_up_session"), 2.0),
         (Upload(), 5.0),
         (Download(), 5.0),
         (ServerSentEvents(), 5.0),
@@ -882,6 +1100,9 @@ class Load:
                     pass
             i += 1
             cls = self.rng.choices(self.classes, self.weights)[0]
+            if cls.kind in self.ctx.paused_kinds:
+                self.ctx.recorder.shed["(paused)"] += 1
+                continue
             if cls.kind == "transfer" and self.ctx.transfer_waiting >= self.ctx.max_transfer_waiting:
                 self.ctx.recorder.shed[cls.name] += 1
                 continue
@@ -975,6 +1196,21 @@ async def readyz(client: httpx.AsyncClient, gh: GatehouseProc) -> tuple[int, dic
         return response.status_code, {}
 
 
+async def session_metrics(client: httpx.AsyncClient, gh: GatehouseProc) -> dict[str, float]:
+    """gatehouse's session figures: `lookups_<result>` (gatehouse_session_lookups_total by
+    result), `cache_hits`, `cache_misses`, `lookup_seconds_count`."""
+    text = (await client.get(f"{gh.admin_url}/metrics", timeout=5)).text
+    counts: dict[str, float] = defaultdict(float)
+    for match in re.finditer(r'^gatehouse_session_lookups_total\{result="([a-z_]+)"\}\s+([0-9.e+]+)$', text, re.M):
+        counts[f"lookups_{match.group(1)}"] += float(match.group(2))
+    for name, key in (("gatehouse_session_cache_hits_total", "cache_hits"), ("gatehouse_session_cache_misses_total", "cache_misses"),
+                      ("gatehouse_session_lookup_duration_seconds_count", "lookup_seconds_count")):
+        match = re.search(rf"^{name}(?:\{{\}})?\s+([0-9.e+]+)$", text, re.M)
+        if match:
+            counts[key] = float(match.group(1))
+    return dict(counts)
+
+
 async def jwks_fetch_metrics(client: httpx.AsyncClient, gh: GatehouseProc) -> dict[str, float]:
     """gatehouse_jwks_fetches_total by result."""
     text = (await client.get(f"{gh.admin_url}/metrics", timeout=5)).text
@@ -1043,20 +1279,21 @@ def access_log_latencies(log: Path) -> dict[str, list[float]]:
     return out
 
 
-def scan_for_tokens(paths: list[Path], signatures: set[str]) -> list[str]:
-    """Files under `paths` containing any minted token's signature segment."""
+def scan_for_tokens(paths: list[Path], signatures: set[str], secrets: set[str] = frozenset()) -> list[str]:
+    """Files under `paths` containing any minted token's signature segment, or any of `secrets`
+    (session tokens, their signatures, made-up cookie tokens: SessionPool.secrets) anywhere."""
     leaks = []
     pattern = re.compile(rb"[A-Za-z0-9_-]{40,}")
+    needles = [x.encode() for x in secrets if len(x) >= 16]
     for path in paths:
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
         for file in files:
             if file.suffix == ".png":
                 continue
             data = file.read_bytes()
-            for match in pattern.finditer(data):
-                if match.group().decode() in signatures:
-                    leaks.append(str(file))
-                    break
+            if any(match.group().decode() in signatures for match in pattern.finditer(data)) or any(
+                    needle in data for needle in needles):
+                leaks.append(str(file))
     return leaks
 
 

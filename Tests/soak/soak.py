@@ -1,5 +1,7 @@
 """`make soak`: the issue's mixed workload against a real gatehouse, a real uvicorn upstream and
-a rotating issuer, for SOAK_SECONDS; then the pass table, a report (Markdown + JSON) and a PNG.
+a rotating issuer (which also answers Better Auth's get-session: gatehouse runs with
+GATEHOUSE_SESSIONS=both), for SOAK_SECONDS; then the pass table, a report (Markdown + JSON) and a
+PNG.
 
     GATEHOUSE_BIN=.build/release/gatehouse .venv/bin/python Tests/soak/soak.py
 
@@ -12,6 +14,10 @@ Variables:
                       30 s, at most a third of the run)
     SOAK_TOKEN_CACHE_SIZE  gatehouse's GATEHOUSE_TOKEN_CACHE_SIZE (default: what the distinct
                       tokens fill during the warm-up, so the full cache is in the RSS baseline)
+    SOAK_SESSIONS     Better Auth sessions in the driver's pool at any time (default 12)
+    SOAK_SESSION_SECONDS  their lifetimes, "min-max" (default 60-180; each is used until 35 s
+                      before it expires, then replaced by a new one)
+    SOAK_SESSION_CACHE_SIZE  gatehouse's GATEHOUSE_SESSION_CACHE_SIZE (default: see below)
     SOAK_RSS_GROWTH_PERCENT  the RSS growth bound after warm-up (default 5; `make test`'s short run: 10)
     SOAK_STRICT_FDS   0: upstream sockets left in CLOSE-WAIT after the load are reported, not a
                       failure (default 1: they fail the run; gatehouse's idle sweep closes them)
@@ -37,6 +43,8 @@ import httpx
 import harness as h
 
 SHUTDOWN_DELAY, SHUTDOWN_TIMEOUT = 1.0, 10.0
+SESSION_CACHE_TTL = 30.0  # GATEHOUSE_SESSION_CACHE_TTL, gatehouse's default, set explicitly
+SESSION_MARGIN = 35.0  # a session is used until this long before its expiresAt
 
 
 def median_rss(samples: list[h.Sample], start: float, end: float) -> float | None:
@@ -65,11 +73,30 @@ async def main() -> int:
     issuer = h.start_issuer(out, rotate)
     upstream = h.start_upstream(out)
     # The verified-token cache is an LRU that grows until full; sized so that the distinct tokens
-    # (35 % of the requests) fill it during the warm-up, so it is not mistaken for a leak.
-    cache_size = int(os.environ.get("SOAK_TOKEN_CACHE_SIZE") or max(100, min(10000, int(rate * 0.35 * warmup * 0.8))))
+    # (25 % of the requests) fill it during the warm-up, so it is not mistaken for a leak.
+    cache_size = int(os.environ.get("SOAK_TOKEN_CACHE_SIZE") or max(100, min(10000, int(rate * 0.25 * warmup * 0.8))))
+    # The session cache (LRU, keyed by kind + credential: a session used as cookie and as bearer
+    # is two entries; a made-up cookie is one negative entry for 60 s) likewise: sized to fill
+    # during the warm-up, but never so small that an entry still fresh (younger than the TTL)
+    # could be evicted, which would add lookups the bound below does not allow. Entries touched
+    # within one TTL: 2 per live session, 2 per session that replaces one (at most one per
+    # session per shortest usable life), and the made-up cookies (2 % of the requests); twice
+    # that is the floor. In short runs the floor is larger than the warm-up fills: then the
+    # cache is still filling after the warm-up, by at most (size − credentials seen during the
+    # warm-up) entries of about a KiB, reported below.
+    pool_size = int(h.env_float("SOAK_SESSIONS", 12))
+    lifetimes = h.env_range("SOAK_SESSION_SECONDS", (60.0, 180.0))
+    usable = (max(1.0, lifetimes[0] - SESSION_MARGIN), max(1.0, lifetimes[1] - SESSION_MARGIN))
+    made_up_rate = rate * 0.02
+    floor = 2 * (2 * pool_size * (1 + SESSION_CACHE_TTL / usable[0]) + made_up_rate * SESSION_CACHE_TTL)
+    fill = 0.8 * (2 * pool_size * (1 + warmup / ((usable[0] + usable[1]) / 2)) + made_up_rate * warmup)
+    session_cache_size = int(os.environ.get("SOAK_SESSION_CACHE_SIZE") or max(64, min(10000, int(max(floor, fill)))))
     config = dict(
         GATEHOUSE_JWKS_TTL="30s",
         GATEHOUSE_TOKEN_CACHE_SIZE=str(cache_size),
+        GATEHOUSE_SESSIONS="both",
+        GATEHOUSE_SESSION_CACHE_TTL=f"{SESSION_CACHE_TTL:g}s",
+        GATEHOUSE_SESSION_CACHE_SIZE=str(session_cache_size),
         GATEHOUSE_SHUTDOWN_DELAY=f"{SHUTDOWN_DELAY:.0f}s",
         GATEHOUSE_SHUTDOWN_TIMEOUT=f"{SHUTDOWN_TIMEOUT:.0f}s",
     )
@@ -80,7 +107,10 @@ async def main() -> int:
     ring = h.KeyRing(issuer.control_url, follow=True)
     await ring.refresh(control)
     minter = h.Minter(ring, issuer.origin, rng)
-    ctx = h.Context.create(gh.url, minter, recorder, sse_seconds=sse_range)
+    pool = h.SessionPool(issuer.control_url, random.Random(rng.random()), size=pool_size, lifetime=lifetimes,
+                         margin=SESSION_MARGIN)
+    await pool.refresh(control)
+    ctx = h.Context.create(gh.url, minter, recorder, sse_seconds=sse_range, sessions=pool)
     sampler = h.Sampler(gh.pid, recorder)
 
     # Baseline: gatehouse idle after start-up.
@@ -91,6 +121,7 @@ async def main() -> int:
 
     sampler_task = asyncio.create_task(sampler.run())
     ring_task = asyncio.create_task(ring.follow_loop(control))
+    pool_task = asyncio.create_task(pool.maintain_loop(control))
     load = h.Load(ctx, h.soak_mix(), rate, seed=rng.randrange(1 << 30))
     progress_task = asyncio.create_task(progress(sampler, recorder, seconds))
     load_started = time.monotonic() - recorder.t0
@@ -100,6 +131,7 @@ async def main() -> int:
     stragglers = await load.drain(timeout=sse_range[1] + 60)
     drained = time.monotonic() - recorder.t0
     ring_task.cancel()
+    pool_task.cancel()
     progress_task.cancel()
     await ctx.aclose()
 
@@ -138,6 +170,7 @@ async def main() -> int:
     ready_status, ready_body = await h.readyz(control, gh)
     issuer_state = (await control.get(f"{issuer.control_url}/state")).json()
     fetch_metrics = await h.jwks_fetch_metrics(control, gh)
+    session_metrics = await h.session_metrics(control, gh)
     await control.aclose()
     code, exit_seconds = await h.stop_gatehouse(gh, SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT + 10)
     upstream.kill()
@@ -154,8 +187,28 @@ async def main() -> int:
     rss_end = median_rss(samples, load_ended - window, load_ended)
     rss_growth = (rss_end - rss_base) / rss_base if rss_base and rss_end else None
     peak = max(samples, key=lambda s: s.rss_kib)
-    leaks = h.scan_for_tokens([out], minter.signatures)
+    leaks = h.scan_for_tokens([out], minter.signatures, pool.secrets)
     rotations = len(issuer_state["rotations"]) - 1
+    # Better Auth sessions: what the issuer was asked, against gatehouse's documented cache.
+    by_session = issuer_state["lookups_by_session"]
+    outcomes = issuer_state["lookup_outcomes"]
+    bound_total, bound_per = pool.lookup_bound(SESSION_CACHE_TTL)
+    asked = {key: by_session.get(key[0], {}).get(key[1], 0) for key in pool.uses}
+    over = sorted((asked[key] - bound_per[key] for key in pool.uses if asked[key] > bound_per[key]), reverse=True)
+    never_asked = sum(1 for key in pool.uses if asked[key] == 0)
+    found_lookups = sum(sum(per.values()) for per in by_session.values())
+    session_requests = sum(int(use[2]) for use in pool.uses.values())
+    sessions_used = len({sid for sid, _ in pool.uses})
+    null_lookups, expired_lookups = outcomes.get("null", 0), outcomes.get("expired", 0)
+    faulty_lookups = sum(v for k, v in outcomes.items() if k not in ("session", "null", "expired"))
+    sm = session_metrics
+    gh_found, gh_not_found = sm.get("lookups_found", 0), sm.get("lookups_not_found", 0)
+    gh_other = sum(v for k, v in sm.items() if k.startswith("lookups_") and k not in ("lookups_found", "lookups_not_found"))
+    warm_end = recorder.t0 + load_started + warmup
+    credentials_at_warmup = sum(1 for start, _, _ in pool.uses.values() if start <= warm_end) + sum(
+        1 for r in results if r.cls == "refuse_made_up_session" and r.start <= warm_end)
+    credentials_total = len(pool.uses) + pool.made_up
+    coarse = len(pool.uses) * (int(seconds // SESSION_CACHE_TTL) + 1)
     rows: list[tuple[str, str, str, bool | None]] = [
         ("unexpected statuses", "0", str(unexpected), unexpected == 0),
         ("checksum / echo / sequence mismatches", "0", str(mismatches), mismatches == 0),
@@ -176,7 +229,23 @@ async def main() -> int:
         ("requests still running after the drain wait", "0", str(stragglers), stragglers == 0),
         ("/readyz at the end", "200", str(ready_status), ready_status == 200),
         ("SIGTERM at the end: exit code", "0", f"{code} after {exit_seconds:.1f} s", code == 0),
-        ("minted tokens found in logs/report", "0", str(len(leaks)), not leaks),
+        ("minted tokens or session credentials found in logs/report", "0", str(len(leaks)), not leaks),
+        (f"get-session lookups of live sessions (issuer), per credential (session × cookie/bearer) ≤ ⌊(last use − first use) / "
+         f"{SESSION_CACHE_TTL:g} s⌋ + 1 (GATEHOUSE_SESSION_CACHE_TTL; a lookup per request would be ~{session_requests}), each ≥ 1",
+         f"≤ {bound_total} in total (coarser: credentials × (run / TTL + 1) = {coarse}), none over its own bound",
+         f"{found_lookups} for {len(pool.uses)} credentials of {sessions_used} sessions ({pool.created} created, {pool.retired} retired) "
+         f"and {session_requests} session requests; over their bound: {len(over)}" + (f" (by {over[:5]})" if over else "")
+         + f"; never asked: {never_asked}",
+         not over and found_lookups <= bound_total and never_asked == 0),
+        ("made-up session cookies (each value sent once): exactly one lookup each, answered null",
+         "null answers = made-up cookies sent; no expired or faulty answer", f"{null_lookups} null answers for {pool.made_up} made-up cookies; "
+         f"expired {expired_lookups}, faulty {faulty_lookups}", null_lookups == pool.made_up and expired_lookups == 0 and faulty_lookups == 0),
+        ("gatehouse's session lookup metrics agree with the issuer", "found = sessions answered, not_found = nulls answered, others 0",
+         f"found {gh_found:g} / {found_lookups}, not_found {gh_not_found:g} / {null_lookups}, others {gh_other:g}",
+         gh_found == found_lookups and gh_not_found == null_lookups and gh_other == 0),
+        ("session cache (gatehouse metrics)", "reported", f"hits {sm.get('cache_hits', 0):g}, misses {sm.get('cache_misses', 0):g}; "
+         f"GATEHOUSE_SESSION_CACHE_SIZE {session_cache_size}: {credentials_at_warmup} credentials seen by the end of the warm-up, "
+         f"{credentials_total} in all", None),
     ]
     server = h.access_log_latencies(gh.log_path)
     for name, s in summary.items():
@@ -206,6 +275,15 @@ async def main() -> int:
         "rotations": rotations,
         "issuer_fetches": issuer_state["fetches"],
         "gatehouse_jwks_fetch_metrics": fetch_metrics,
+        "sessions": {
+            "pool_size": pool_size, "lifetimes_s": lifetimes, "margin_s": SESSION_MARGIN, "created": pool.created,
+            "retired": pool.retired, "used": sessions_used, "credentials": len(pool.uses), "requests": session_requests,
+            "made_up_cookies": pool.made_up, "cache_ttl_s": SESSION_CACHE_TTL, "cache_size": session_cache_size,
+            "credentials_at_warmup_end": credentials_at_warmup, "credentials_total": credentials_total,
+            "issuer_lookups_by_mode": issuer_state["lookups"], "issuer_lookup_outcomes": outcomes,
+            "live_session_lookups": found_lookups, "lookup_bound": bound_total, "coarse_bound": coarse,
+            "credentials_over_bound": len(over), "gatehouse_session_metrics": session_metrics,
+        },
         "baseline": asdict(base),
         "after": asdict(after) if after else None,
         "upstream_close_wait_after": close_wait,
@@ -228,7 +306,10 @@ async def main() -> int:
 
 {info['date']}, commit {commit}, `{binary}`; {seconds:.0f} s at {rate:.0f} req/s started ({total} requests),
 SSE {sse_range[0]:.0f}-{sse_range[1]:.0f} s, key rotation every {rotate:.0f} s ({rotations} rotations,
-{sum(issuer_state['fetches'].values())} JWKS fetches), {minter.minted} tokens minted.
+{sum(issuer_state['fetches'].values())} JWKS fetches), {minter.minted} tokens minted; Better Auth sessions:
+{pool.created} created ({pool_size} live at a time, lifetimes {lifetimes[0]:.0f}-{lifetimes[1]:.0f} s), {session_requests} session
+requests, {sum(issuer_state['lookups'].values())} get-session lookups ({found_lookups} of live sessions, bound {bound_total};
+{null_lookups} for {pool.made_up} made-up cookies); gatehouse session cache hits {sm.get('cache_hits', 0):g}, misses {sm.get('cache_misses', 0):g}.
 gatehouse settings beyond the defaults: {', '.join(f'{k}={v}' for k, v in config.items())}.
 
 Baseline (idle): RSS {base.rss_kib / 1024:.1f} MiB, {base.fds} fds, {base.threads} threads. Peak RSS

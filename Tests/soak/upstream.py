@@ -2,7 +2,8 @@
 
     python -m uvicorn upstream:app --app-dir Tests/soak --host 127.0.0.1 --port 9000
 
-    GET  /echo/{path}?n=          {"path", "n", "user"}: user is the X-User-Id gatehouse added
+    GET  /echo/{path}?n=          {"path", "n", "user", "method"}: user is the X-User-Id gatehouse
+                                  added, method its X-Auth-Method (jwt or session)
     POST /upload?id=              streams the body; {"len", "sha256"}
     GET  /download?size=&seed=&length=1
                                   `size` deterministic bytes (payload.py), SHA-256 in
@@ -52,7 +53,8 @@ def _record_upload(upload_id: str, state: str) -> None:
 
 @api.get("/echo/{rest:path}")
 async def echo(request: Request, rest: str, n: int = 0) -> JSONResponse:
-    return JSONResponse({"path": "/echo/" + rest, "n": n, "user": request.headers.get("x-user-id")})
+    return JSONResponse({"path": "/echo/" + rest, "n": n, "user": request.headers.get("x-user-id"),
+                         "method": request.headers.get("x-auth-method")})
 
 
 @api.post("/upload")
