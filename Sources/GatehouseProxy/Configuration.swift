@@ -74,7 +74,7 @@ public struct GatehouseConfiguration: Sendable {
         ("GATEHOUSE_WORKERS", "auto", "event-loop workers; auto: the CPUs this process may use (affinity, capped by the cgroup's cpu.max)"),
         ("GATEHOUSE_SHUTDOWN_DELAY", "5s", "after SIGTERM, time /readyz reports 503 while traffic is still served"),
         ("GATEHOUSE_SHUTDOWN_TIMEOUT", "25s", "after the delay, time in-flight requests get to finish before they are closed"),
-        ("GATEHOUSE_MEMORY_TRIM_INTERVAL", "10s", "how often memory freed after a burst is given back to the system (0 = never)"),
+        ("GATEHOUSE_MEMORY_TRIM_INTERVAL", "10s", "how often memory freed after a burst is given back to the system (at least 1s; 0 = never)"),
         ("GATEHOUSE_LOG_LEVEL", "info", "trace, debug, info, notice, warning, error or critical"),
         ("GATEHOUSE_LOG_FORMAT", "json (text on a terminal)", "json: one object per line; text: human-readable"),
         ("GATEHOUSE_AUTH", "jwt", "jwt: requests need a valid token (see the route rules); off: proxy only, for development (warned at startup)"),
@@ -148,8 +148,11 @@ public struct GatehouseConfiguration: Sendable {
         }
         let delay = reader.value("GATEHOUSE_SHUTDOWN_DELAY", default: "5s", expected: DurationValue.expected, DurationValue.parse)
         let shutdownTimeout = reader.value("GATEHOUSE_SHUTDOWN_TIMEOUT", default: "25s", expected: DurationValue.expected, DurationValue.parse)
+        // At least a second: each trim takes every arena's lock in turn, so a few milliseconds
+        // would keep the workers' allocations waiting on the control thread.
         let trimInterval = reader.value(
-            "GATEHOUSE_MEMORY_TRIM_INTERVAL", default: "10s", expected: DurationValue.expected, DurationValue.parse)
+            "GATEHOUSE_MEMORY_TRIM_INTERVAL", default: "10s", expected: "0 (never) or a duration of at least 1s, such as 10s or 1m"
+        ) { DurationValue.parse($0).flatMap { $0 == .zero || $0 >= .seconds(1) ? $0 : nil } }
         let level = reader.value("GATEHOUSE_LOG_LEVEL", default: "info", expected: "one of trace, debug, info, notice, warning, error, critical") {
             Logger.Level(rawValue: $0.lowercased())
         }

@@ -74,15 +74,17 @@ import Testing
         #expect((try? load(["GATEHOUSE_SHUTDOWN_DELAY": "0"]).get())?.shutdownDelay == .zero)
     }
 
-    @Test func memoryTrimIntervalDefaultsToTenSecondsAndZeroTurnsItOff() {
+    @Test func memoryTrimIntervalDefaultsToTenSecondsZeroTurnsItOffAndBelowASecondIsRefused() {
         #expect((try? load([:]).get())?.memoryTrimInterval == .seconds(10))
         #expect((try? load(["GATEHOUSE_MEMORY_TRIM_INTERVAL": "0"]).get())?.memoryTrimInterval == .zero)
         #expect((try? load(["GATEHOUSE_MEMORY_TRIM_INTERVAL": "2500ms"]).get())?.memoryTrimInterval == .milliseconds(2500))
-        guard case .failure(let error) = load(["GATEHOUSE_MEMORY_TRIM_INTERVAL": "often"]) else {
-            Issue.record("a malformed interval was accepted")
-            return
+        for bad in ["often", "500ms", "-1s"] {
+            guard case .failure(let error) = load(["GATEHOUSE_MEMORY_TRIM_INTERVAL": bad]) else {
+                Issue.record("GATEHOUSE_MEMORY_TRIM_INTERVAL=\(bad) was accepted")
+                continue
+            }
+            #expect(error.problems.map(\.variable) == ["GATEHOUSE_MEMORY_TRIM_INTERVAL"])
         }
-        #expect(error.problems.map(\.variable) == ["GATEHOUSE_MEMORY_TRIM_INTERVAL"])
     }
 
     @Test func upstreamWithPathPrefix() throws {
