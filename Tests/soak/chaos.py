@@ -13,6 +13,7 @@ has not gets 503 with Retry-After, never 401, and a made-up cookie never 200.
 
     GATEHOUSE_BIN=.build/release/gatehouse .venv/bin/python Tests/soak/chaos.py
     CHAOS_QUICK=1 ...   the subset for `make test` (about 2.5 minutes)
+    (the full run: about 6.5 minutes)
 
 Faults, in order (quick-mode differences in brackets):
  1. quiet: latency probe, no fault (the reference for the slowloris phase is re-measured next to it)
@@ -24,7 +25,13 @@ Faults, in order (quick-mode differences in brackets):
  7. 2000 idle connections and 200 slowloris clients for 30 s [500 and 50, 8 s], kept up by
     reconnecting
  8. a 1 GiB upload abandoned after 512 MiB [128 MiB after 64 MiB]
- 9. SIGTERM during load, with tagged in-flight requests
+ 9. everything at once for 60 s [left out]: issuer stopped, unknown kids at 20/s, 1000 idle and
+    100 slowloris connections, uvicorn SIGKILL (restarted 2 s later), a 256 MiB upload abandoned
+    at 128 MiB; then recovery within 3 s
+10. SIGTERM during load, with tagged in-flight requests
+
+Latency comparison (1 against 7): no background upload or download runs during the quiet runs
+and the flood's probe, and the flood's clients run at nice 19 (they stand for other machines).
 
 Variables: CHAOS_QUICK, CHAOS_RATE (background requests/s, default 15 [10]), SOAK_REPORT_DIR,
 GATEHOUSE_BIN. Exit status 0 when every assertion holds.
