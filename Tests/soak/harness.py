@@ -477,6 +477,7 @@ class SessionPool:
         self.made_up = 0
         self.secrets: set[str] = set()
         self.uses: dict[tuple[str, str], list[float]] = {}  # (id, kind) -> [first start, last end, count]
+        self.use_times: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)  # (id, kind) -> [(start, end)]
         self._rogue_secret = os.urandom(32)
         self._lock = asyncio.Lock()
 
@@ -530,6 +531,7 @@ class SessionPool:
         return self.rng.choice(self.live)
 
     def note(self, session: PooledSession, kind: str, start: float, end: float) -> None:
+        self.use_times[(session.id, kind)].append((start, end))
         entry = self.uses.get((session.id, kind))
         if entry is None:
             self.uses[(session.id, kind)] = [start, end, 1]
@@ -556,6 +558,23 @@ class SessionPool:
         ⌊(last end − first start) / ttl⌋ + 1 lookups per credential. (Total, per credential.)"""
         per = {key: int((end - start) // ttl) + 1 for key, (start, end, _) in self.uses.items()}
         return sum(per.values()), per
+
+    def lookup_floor(self, ttl: float) -> dict[tuple[str, str], int]:
+        """The fewest lookups a cache that forgets after `ttl` can have made, per credential.
+        Whatever lookup served a use ended before that use's answer (the use waited for it, or
+        found its entry), so its entry is gone by the use's end + `ttl`. Walking the uses by
+        start: a use that starts after the current one's end + `ttl` cannot be served by any
+        lookup counted so far, so it needs one more. A cache that never expired entries would
+        make one lookup per credential and fall below this for long-lived credentials."""
+        floor = {}
+        for key, times in self.use_times.items():
+            count, covered_until = 0, float("-inf")
+            for start, end in sorted(times):
+                if start > covered_until:
+                    count += 1
+                    covered_until = end + ttl
+            floor[key] = count
+        return floor
 
 
 # ---------------------------------------------------------------------------------------

@@ -199,6 +199,9 @@ async def main() -> int:
     asked = {key: by_session.get(key[0], {}).get(key[1], 0) for key in pool.uses}
     over = sorted((asked[key] - bound_per[key] for key in pool.uses if asked[key] > bound_per[key]), reverse=True)
     never_asked = sum(1 for key in pool.uses if asked[key] == 0)
+    floor_per = pool.lookup_floor(SESSION_CACHE_TTL)
+    under = sum(1 for key in pool.uses if asked[key] < floor_per.get(key, 1))
+    floor_total = sum(floor_per.values())
     found_lookups = sum(sum(per.values()) for per in by_session.values())
     session_requests = sum(int(use[2]) for use in pool.uses.values())
     sessions_used = len({sid for sid, _ in pool.uses})
@@ -240,6 +243,10 @@ async def main() -> int:
          f"and {session_requests} session requests; over their bound: {len(over)}" + (f" (by {over[:5]})" if over else "")
          + f"; never asked: {never_asked}",
          not over and found_lookups <= bound_total and never_asked == 0),
+        ("get-session lookups of live sessions, per credential, at least what an expiring cache needs (a use starting more than "
+         f"{SESSION_CACHE_TTL:g} s after the end of the use that last needed a lookup needs another)",
+         f"≥ {floor_total} in total, none under its own floor", f"{found_lookups}; under their floor: {under}",
+         under == 0 and found_lookups >= floor_total),
         ("made-up session cookies (each value sent once): exactly one lookup each, answered null",
          "null answers = made-up cookies sent; no expired or faulty answer", f"{null_lookups} null answers for {pool.made_up} made-up cookies; "
          f"expired {expired_lookups}, faulty {faulty_lookups}", null_lookups == pool.made_up and expired_lookups == 0 and faulty_lookups == 0),
