@@ -125,7 +125,7 @@ enum JSONBytes {
 
     /// `12.345`: whole milliseconds, a dot, three digits of microseconds.
     static func appendMilliseconds(_ duration: Duration, to out: inout [UInt8]) {
-        let micros = duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
+        let micros = duration.microseconds
         let fraction = Int(micros % 1_000)
         appendDecimal(Int(micros / 1_000), to: &out)
         out.append(UInt8(ascii: "."))

@@ -513,13 +513,18 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-class _JWKSHandler(BaseHTTPRequestHandler):
+class _QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1, and no request log: a request line can carry a credential."""
+
     protocol_version = "HTTP/1.1"
-    server_version = "soak-issuer"
     sys_version = ""
 
     def log_message(self, format, *args):  # noqa: A002
         pass
+
+
+class _JWKSHandler(_QuietHandler):
+    server_version = "soak-issuer"
 
     def do_GET(self):  # noqa: N802
         if urlsplit(self.path).path == GET_SESSION_PATH:
@@ -528,13 +533,8 @@ class _JWKSHandler(BaseHTTPRequestHandler):
             self.server.issuer.answer_jwks(self)  # type: ignore[attr-defined]
 
 
-class _ControlHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _ControlHandler(_QuietHandler):
     server_version = "soak-issuer-control"
-    sys_version = ""
-
-    def log_message(self, format, *args):  # noqa: A002
-        pass
 
     def do_GET(self):  # noqa: N802
         self.server.issuer.control(self)  # type: ignore[attr-defined]

@@ -47,9 +47,8 @@ final class HeapTrim: LoopTimerHandler {
         let start = clock.now
         let released = malloc_trim(0)
         if logger.logLevel <= .debug {
-            let elapsed = start.duration(to: clock.now)
             logger.debug("heap trimmed", metadata: [
-                "released": "\(released != 0)", "duration_us": "\(elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)",
+                "released": "\(released != 0)", "duration_us": "\(start.duration(to: clock.now).microseconds)",
             ])
         }
         timer.arm(milliseconds: intervalMilliseconds)
